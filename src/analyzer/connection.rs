@@ -1,0 +1,554 @@
+//! One TCP connection: the close-related facts of both directions, and the live decoding state that
+//! produces them (dropped as soon as the connection has ended, so a finished connection costs only its
+//! facts).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use crate::capture::{Precision, Timestamp};
+use crate::decode::TcpSegment;
+use crate::tcp::{Chunk, Limits, Reassembler, ReassemblyStats};
+use crate::websocket::close::{self, ClosePayload, CodeClass};
+use crate::websocket::handshake::{self, UpgradeRequest, UpgradeResponse};
+use crate::websocket::{Opcode, StreamDecoder, StreamEvent};
+
+/// Pings remembered while waiting for their pong; older ones count as unanswered when this overflows.
+const MAX_PENDING_PINGS: usize = 64;
+/// Anomalies kept per connection (the count goes on past it).
+const MAX_ANOMALIES: usize = 16;
+
+/// Index of a direction: 0 is from `endpoints[0]` to `endpoints[1]`, 1 the reverse.
+pub type Side = usize;
+
+/// How the client and server roles were decided, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleEvidence {
+    Handshake,
+    Syn,
+    Masking,
+    Ports,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseFrameFacts {
+    pub at: Timestamp,
+    pub code: Option<u16>,
+    pub reason: String,
+    pub reason_valid_utf8: bool,
+    /// One-byte payload, or a payload over 125 bytes.
+    pub malformed: bool,
+    /// Part of the payload was not captured.
+    pub incomplete: bool,
+    /// Order among all frames of the connection, to break ties between equal timestamps.
+    pub seq: u64,
+}
+
+impl CloseFrameFacts {
+    pub fn code_is_invalid(&self) -> bool {
+        self.code.is_some_and(|c| close::classify(c) == CodeClass::Invalid)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RttStats {
+    pub count: u64,
+    pub min_s: f64,
+    pub max_s: f64,
+    pub sum_s: f64,
+}
+
+impl RttStats {
+    fn add(&mut self, s: f64) {
+        if self.count == 0 || s < self.min_s {
+            self.min_s = s;
+        }
+        if s > self.max_s {
+            self.max_s = s;
+        }
+        self.sum_s += s;
+        self.count += 1;
+    }
+}
+
+/// What one direction sent.
+#[derive(Clone, Debug, Default)]
+pub struct DirFacts {
+    pub packets: u64,
+    pub payload_bytes: u64,
+    pub first_packet: Option<Timestamp>,
+    pub last_packet: Option<Timestamp>,
+    /// Last packet that carried payload (keep-alives and pure ACKs are not activity).
+    pub last_payload: Option<Timestamp>,
+    pub first_fin: Option<Timestamp>,
+    pub first_rst: Option<Timestamp>,
+    /// Packet order of the first FIN and RST, to break ties between equal timestamps.
+    pub first_fin_order: u64,
+    pub first_rst_order: u64,
+    pub fins: u64,
+    pub rsts: u64,
+    pub zero_windows: u64,
+    /// TTL range of the packets before the first RST, and the RST's own (a forged RST often differs).
+    pub ttl_min: Option<u8>,
+    pub ttl_max: Option<u8>,
+    pub rst_ttl: Option<u8>,
+
+    pub frames: u64,
+    pub data_frames: u64,
+    pub data_bytes: u64,
+    pub pings: u64,
+    pub pongs: u64,
+    /// Pongs that answered no ping (a unidirectional heartbeat, RFC 6455 §5.5.3).
+    pub unsolicited_pongs: u64,
+    pub first_frame: Option<Timestamp>,
+    pub last_frame: Option<(Timestamp, Opcode)>,
+    pub last_data_frame: Option<Timestamp>,
+    pub last_ping: Option<Timestamp>,
+    pub ping_times: Vec<Timestamp>,
+    pub close: Option<CloseFrameFacts>,
+    pub frames_after_close: u64,
+    pub masked_frames: u64,
+    pub unmasked_frames: u64,
+    pub rsv_violations: u64,
+    pub reserved_opcodes: u64,
+    pub bad_control_frames: u64,
+    pub fragmentation_errors: u64,
+    /// Size of the message being received, and of the largest one (for 1009 evidence).
+    pub message_len: u64,
+    pub largest_message: u64,
+    pub rtt: RttStats,
+
+    pub reassembly: ReassemblyStats,
+    pub desyncs: u64,
+    pub resync_skipped: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    pub request: Option<(Timestamp, Side, Box<UpgradeRequest>)>,
+    pub response: Option<(Timestamp, Side, Box<UpgradeResponse>)>,
+    /// Upgrade requests seen on this connection (several when the first ones were refused).
+    pub attempts: u32,
+}
+
+/// Decoding state, alive only while the connection is.
+#[derive(Debug)]
+struct Live {
+    reassembly: [Reassembler; 2],
+    decoders: [StreamDecoder; 2],
+    events: Vec<StreamEvent>,
+    pending_pings: VecDeque<(Side, Vec<u8>, Timestamp)>,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    /// Connection number in order of first packet, counting every TCP connection from 0 (as
+    /// Wireshark's `tcp.stream` does).
+    pub id: u64,
+    /// `endpoints[0]` sent the first packet seen.
+    pub endpoints: [SocketAddr; 2],
+    pub first_packet: Timestamp,
+    pub last_packet: Timestamp,
+    pub precision: Precision,
+    pub syn: Option<(Side, Timestamp, u32)>,
+    pub syn_ack: Option<(Side, Timestamp)>,
+    pub dirs: [DirFacts; 2],
+    pub handshake: Handshake,
+    /// Why this is not a WebSocket connection, when decoding concluded it is not.
+    pub not_websocket: Option<String>,
+    pub anomalies: Vec<String>,
+    pub anomaly_count: u64,
+    pub unanswered_pings: [u64; 2],
+    frame_seq: u64,
+    packet_seq: u64,
+    live: Option<Box<Live>>,
+}
+
+impl Connection {
+    pub fn new(id: u64, seg: &TcpSegment<'_>, ts: Timestamp, precision: Precision, limits: Limits) -> Self {
+        // Bytes not preceded by a SYN may start mid-frame: let the decoders look for frames then.
+        let saw_start = seg.flags.syn;
+        Connection {
+            id,
+            endpoints: [seg.src, seg.dst],
+            first_packet: ts,
+            last_packet: ts,
+            precision,
+            syn: None,
+            syn_ack: None,
+            dirs: Default::default(),
+            handshake: Handshake { request: None, response: None, attempts: 0 },
+            not_websocket: None,
+            anomalies: Vec::new(),
+            anomaly_count: 0,
+            unanswered_pings: [0; 2],
+            frame_seq: 0,
+            packet_seq: 0,
+            live: Some(Box::new(Live {
+                reassembly: [Reassembler::new(limits), Reassembler::new(limits)],
+                decoders: [StreamDecoder::new(saw_start), StreamDecoder::new(saw_start)],
+                events: Vec::new(),
+                pending_pings: VecDeque::new(),
+            })),
+        }
+    }
+
+    pub fn side_of(&self, src: SocketAddr) -> Side {
+        usize::from(src != self.endpoints[0])
+    }
+
+    /// TCP is ending: a FIN or a RST from either side (what a WebSocket peer sees as the end).
+    pub fn tcp_closing(&self) -> bool {
+        self.dirs.iter().any(|d| d.first_rst.is_some() || d.first_fin.is_some())
+    }
+
+    /// TCP has ended: a RST, or a FIN from both sides. Nothing more will be said.
+    pub fn tcp_ended(&self) -> bool {
+        self.dirs.iter().any(|d| d.first_rst.is_some()) || self.dirs.iter().all(|d| d.first_fin.is_some())
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// A new connection's SYN on this 4-tuple (port reuse) rather than a retransmission of ours.
+    pub fn is_reused_by(&self, seg: &TcpSegment<'_>) -> bool {
+        if !seg.flags.syn || seg.flags.ack {
+            return false;
+        }
+        match self.syn {
+            Some((_, _, isn)) => isn != seg.seq,
+            None => self.tcp_ended() || self.dirs.iter().any(|d| d.payload_bytes > 0),
+        }
+    }
+
+    pub fn note(&mut self, text: String) {
+        self.anomaly_count += 1;
+        if self.anomalies.len() < MAX_ANOMALIES && !self.anomalies.contains(&text) {
+            self.anomalies.push(text);
+        }
+    }
+
+    pub fn on_segment(&mut self, seg: &TcpSegment<'_>, ts: Timestamp, precision: Precision) {
+        let side = self.side_of(seg.src);
+        let other = 1 - side;
+        self.packet_seq += 1;
+        let order = self.packet_seq;
+        self.last_packet = self.last_packet.max(ts);
+        self.precision = self.precision.max(precision);
+        {
+            let d = &mut self.dirs[side];
+            d.packets += 1;
+            d.first_packet.get_or_insert(ts);
+            d.last_packet = Some(ts);
+            if seg.wire_len > 0 {
+                d.payload_bytes += u64::from(seg.wire_len);
+                d.last_payload = Some(ts);
+            }
+            if seg.flags.rst {
+                d.rsts += 1;
+                if d.first_rst.is_none() {
+                    d.first_rst = Some(ts);
+                    d.first_rst_order = order;
+                    d.rst_ttl = Some(seg.ttl);
+                }
+            } else if d.first_rst.is_none() {
+                d.ttl_min = Some(d.ttl_min.map_or(seg.ttl, |t| t.min(seg.ttl)));
+                d.ttl_max = Some(d.ttl_max.map_or(seg.ttl, |t| t.max(seg.ttl)));
+            }
+            if seg.window == 0 && !seg.flags.rst && !seg.flags.syn {
+                d.zero_windows += 1;
+            }
+        }
+        if seg.flags.syn {
+            if seg.flags.ack {
+                self.syn_ack.get_or_insert((side, ts));
+            } else if self.syn.is_none() {
+                self.syn = Some((side, ts, seg.seq));
+            }
+        }
+        if let Some(mut live) = self.live.take() {
+            if seg.flags.syn {
+                live.reassembly[side].syn(seg.seq);
+            }
+            let data_seq = if seg.flags.syn { seg.seq.wrapping_add(1) } else { seg.seq };
+            if seg.wire_len > 0 && !seg.flags.rst {
+                self.feed(&mut live, side, ts, |r, out| r.segment(data_seq, seg.payload, seg.wire_len, out));
+            }
+            if seg.flags.ack && !seg.flags.rst {
+                self.feed(&mut live, other, ts, |r, out| r.acked(seg.ack, out));
+            }
+            self.live = Some(live);
+        }
+        if seg.flags.fin {
+            let d = &mut self.dirs[side];
+            d.fins += 1;
+            if d.first_fin.is_none() {
+                d.first_fin = Some(ts);
+                d.first_fin_order = order;
+            }
+        }
+        if self.tcp_ended() {
+            self.end(ts);
+        }
+    }
+
+    /// Ends decoding: held data is decoded with its holes, then the live state is freed.
+    pub fn end(&mut self, ts: Timestamp) {
+        if let Some(mut live) = self.live.take() {
+            for side in 0..2 {
+                self.feed(&mut live, side, ts, |r, out| r.flush(out));
+            }
+            for (side, _, _) in live.pending_pings.drain(..) {
+                self.unanswered_pings[side] += 1;
+            }
+        }
+    }
+
+    /// Runs one reassembler step for `side` and decodes what it hands on.
+    fn feed(
+        &mut self,
+        live: &mut Live,
+        side: Side,
+        ts: Timestamp,
+        step: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>)),
+    ) {
+        let Live { reassembly, decoders, events, .. } = live;
+        let decoder = &mut decoders[side];
+        step(&mut reassembly[side], &mut |chunk| match chunk {
+            Chunk::Data(bytes) => decoder.feed(bytes, events),
+            Chunk::Gap(n) => decoder.gap(n, events),
+        });
+        self.dirs[side].reassembly = reassembly[side].stats;
+        self.handle_events(live, side, ts);
+    }
+
+    fn handle_events(&mut self, live: &mut Live, side: Side, ts: Timestamp) {
+        if live.events.is_empty() {
+            return;
+        }
+        let mut events = std::mem::take(&mut live.events);
+        for event in events.drain(..) {
+            match event {
+                StreamEvent::Request(req) => {
+                    if req.wants_websocket() {
+                        self.handshake.attempts += 1;
+                        self.handshake.request = Some((ts, side, req));
+                    } else if self.handshake.request.is_none() && self.handshake.response.is_none() {
+                        // Plain HTTP before any upgrade: not a WebSocket connection (yet).
+                    }
+                }
+                StreamEvent::Response(resp) => {
+                    let awaited = self.handshake.request.as_ref().is_some_and(|(_, s, _)| *s != side);
+                    let accepted = resp.accepts_websocket();
+                    let rsv = live.decoders[side].rsv_allowed;
+                    if awaited || accepted {
+                        if accepted && !awaited {
+                            // The request was not captured: frames follow on the other side too.
+                            live.decoders[1 - side].switch_to_frames(rsv);
+                        }
+                        self.handshake.response = Some((ts, side, resp));
+                    }
+                    let mut more = Vec::new();
+                    live.decoders[1 - side].upgrade_answered(accepted, rsv, &mut more);
+                    if !more.is_empty() {
+                        live.events = more;
+                        self.handle_events(live, 1 - side, ts);
+                    }
+                }
+                StreamEvent::NotWebSocket(reason) => {
+                    if self.not_websocket.is_none() {
+                        self.not_websocket = Some(reason);
+                    }
+                }
+                StreamEvent::Frame(frame) => self.on_frame(live, side, ts, &frame),
+                StreamEvent::Desync { reason } => {
+                    self.dirs[side].desyncs += 1;
+                    self.note(format!("lost frame boundaries: {reason}"));
+                }
+                StreamEvent::Resync { skipped } => {
+                    self.dirs[side].resync_skipped += skipped;
+                }
+            }
+        }
+        live.events = events;
+    }
+
+    fn on_frame(&mut self, live: &mut Live, side: Side, ts: Timestamp, frame: &crate::websocket::Frame) {
+        self.frame_seq += 1;
+        let seq = self.frame_seq;
+        let h = &frame.header;
+        let d = &mut self.dirs[side];
+        d.frames += 1;
+        d.first_frame.get_or_insert(ts);
+        d.last_frame = Some((ts, h.opcode));
+        if d.close.is_some() {
+            d.frames_after_close += 1;
+        }
+        if h.mask.is_some() {
+            d.masked_frames += 1;
+        } else {
+            d.unmasked_frames += 1;
+        }
+        if h.rsv & !live.decoders[side].rsv_allowed != 0 {
+            d.rsv_violations += 1;
+        }
+        if frame.fragmentation_error {
+            d.fragmentation_errors += 1;
+        }
+        if h.opcode.is_control() && (!h.fin || h.payload_len > 125) {
+            d.bad_control_frames += 1;
+        }
+        match h.opcode {
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
+                d.data_frames += 1;
+                d.data_bytes += h.payload_len;
+                d.last_data_frame = Some(ts);
+                if h.opcode != Opcode::Continuation {
+                    d.message_len = 0;
+                }
+                d.message_len = d.message_len.saturating_add(h.payload_len);
+                d.largest_message = d.largest_message.max(d.message_len);
+            }
+            Opcode::Close => {
+                let p = ClosePayload::parse(&frame.control_payload);
+                if d.close.is_none() {
+                    d.close = Some(CloseFrameFacts {
+                        at: ts,
+                        code: p.code,
+                        reason: p.reason,
+                        reason_valid_utf8: p.reason_valid_utf8,
+                        malformed: p.malformed || h.payload_len > 125,
+                        incomplete: frame.payload_incomplete,
+                        seq,
+                    });
+                }
+            }
+            Opcode::Ping => {
+                d.pings += 1;
+                d.last_ping = Some(ts);
+                if d.ping_times.len() < 4096 {
+                    d.ping_times.push(ts);
+                }
+                if live.pending_pings.len() >= MAX_PENDING_PINGS
+                    && let Some((s, _, _)) = live.pending_pings.pop_front()
+                {
+                    self.unanswered_pings[s] += 1;
+                }
+                live.pending_pings.push_back((side, frame.control_payload.clone(), ts));
+            }
+            Opcode::Pong => {
+                d.pongs += 1;
+                // RFC 6455 §5.5.3: a pong answers the most recent ping with the same payload; earlier
+                // pings the peer skipped are unanswered.
+                let found = live
+                    .pending_pings
+                    .iter()
+                    .position(|(s, payload, _)| *s != side && *payload == frame.control_payload);
+                match found {
+                    Some(i) => {
+                        let mut answered_at = None;
+                        let mut kept = VecDeque::new();
+                        for (j, entry) in live.pending_pings.drain(..).enumerate() {
+                            if j == i {
+                                answered_at = Some(entry.2);
+                            } else if j < i && entry.0 != side {
+                                self.unanswered_pings[entry.0] += 1;
+                            } else {
+                                kept.push_back(entry);
+                            }
+                        }
+                        live.pending_pings = kept;
+                        if let Some(sent) = answered_at {
+                            self.dirs[1 - side].rtt.add(ts.seconds_since(sent));
+                        }
+                    }
+                    None => self.dirs[side].unsolicited_pongs += 1,
+                }
+            }
+            Opcode::Reserved(_) => d.reserved_opcodes += 1,
+        }
+    }
+
+    /// Whether this connection carries WebSocket: an upgrade was asked for, or frames were found.
+    pub fn is_websocket(&self) -> bool {
+        if self.handshake.request.is_some() {
+            return true;
+        }
+        if let Some((_, _, resp)) = &self.handshake.response {
+            return resp.accepts_websocket();
+        }
+        // Found without a handshake (capture started mid-connection): demand strong evidence, since
+        // random bytes can pass for a frame header now and then.
+        let frames: u64 = self.dirs.iter().map(|d| d.frames).sum();
+        let bad: u64 = self.dirs.iter().map(|d| d.reserved_opcodes + d.bad_control_frames + d.desyncs).sum();
+        let valid_close = self.dirs.iter().any(|d| {
+            d.close.as_ref().is_some_and(|c| c.code.is_some_and(|code| close::classify(code) != CodeClass::Invalid))
+        });
+        bad == 0 && (valid_close || frames >= 3)
+    }
+
+    /// Which endpoint is the client, and how that was decided.
+    pub fn roles(&self) -> (Side, RoleEvidence) {
+        if let Some((_, side, _)) = &self.handshake.request {
+            return (*side, RoleEvidence::Handshake);
+        }
+        if let Some((_, side, _)) = &self.handshake.response {
+            return (1 - *side, RoleEvidence::Handshake);
+        }
+        if let Some((side, _, _)) = self.syn {
+            return (side, RoleEvidence::Syn);
+        }
+        if let Some((side, _)) = self.syn_ack {
+            return (1 - side, RoleEvidence::Syn);
+        }
+        let [a, b] = &self.dirs;
+        let masks = |d: &DirFacts| d.masked_frames > 0 && d.unmasked_frames == 0;
+        if masks(a) && !masks(b) {
+            return (0, RoleEvidence::Masking);
+        }
+        if masks(b) && !masks(a) {
+            return (1, RoleEvidence::Masking);
+        }
+        // Last resort: the well-known (lower) port is the server's.
+        let client = usize::from(self.endpoints[1].port() > self.endpoints[0].port());
+        (client, RoleEvidence::Ports)
+    }
+
+    /// The upgrade was refused (a non-101 answer and no 101 after it).
+    pub fn handshake_failed(&self) -> bool {
+        match (&self.handshake.request, &self.handshake.response) {
+            (Some(_), Some((_, _, resp))) => !resp.accepts_websocket(),
+            (Some(_), None) => self.tcp_closing(),
+            _ => false,
+        }
+    }
+
+    /// Accept header checked against the key, when both were captured.
+    pub fn accept_valid(&self) -> Option<bool> {
+        let key = self.handshake.request.as_ref()?.2.key.as_deref()?;
+        let accept = self.handshake.response.as_ref()?.2.accept.as_deref()?;
+        Some(handshake::expected_accept(key) == accept.trim())
+    }
+
+    /// The first close frame and, when the other side answered, its reply.
+    pub fn closes(&self) -> (Option<(Side, &CloseFrameFacts)>, Option<(Side, &CloseFrameFacts)>) {
+        let mut found: Vec<(Side, &CloseFrameFacts)> =
+            (0..2).filter_map(|s| self.dirs[s].close.as_ref().map(|c| (s, c))).collect();
+        found.sort_by_key(|(_, c)| (c.at, c.seq));
+        let mut it = found.into_iter();
+        (it.next(), it.next())
+    }
+
+    /// The first FIN or RST of the connection (`rst` picks which) and who sent it.
+    pub fn first_flag(&self, rst: bool) -> Option<(Side, Timestamp)> {
+        (0..2)
+            .filter_map(|s| {
+                let d = &self.dirs[s];
+                let (at, order) = if rst { (d.first_rst, d.first_rst_order) } else { (d.first_fin, d.first_fin_order) };
+                at.map(|t| (s, t, order))
+            })
+            .min_by_key(|(_, t, order)| (*t, *order))
+            .map(|(s, t, _)| (s, t))
+    }
+}

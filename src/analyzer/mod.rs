@@ -1,0 +1,149 @@
+//! The analyzer: packets in (with their capture time), per-connection close facts out.
+//!
+//! Sans-IO: [`Analyzer::ingest`] takes one packet and [`Analyzer::finish`] ends the run; neither reads
+//! a clock or a file. Memory is the flow table of open connections plus the small facts of finished
+//! ones; decoding state is freed as soon as a connection ends.
+
+pub mod connection;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use rustc_hash::FxHashMap;
+
+use crate::capture::{Packet, Precision, Timestamp};
+use crate::decode::{self, Skip};
+use crate::tcp::Limits;
+pub use connection::{CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Keep connections that turned out not to be WebSocket (for `--all`).
+    pub keep_non_websocket: bool,
+    /// Open connections tracked at once; past it the least recently active one is evicted.
+    pub max_flows: usize,
+    pub reassembly: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { keep_non_websocket: false, max_flows: 200_000, reassembly: Limits::default() }
+    }
+}
+
+/// Counters about the packets themselves.
+#[derive(Clone, Debug, Default)]
+pub struct PacketStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub tcp_segments: u64,
+    pub skipped: BTreeMap<Skip, u64>,
+    /// Packets whose captured length is below their wire length (snaplen).
+    pub truncated: u64,
+    pub first: Option<Timestamp>,
+    pub last: Option<Timestamp>,
+    /// The finest timestamp precision among the packets.
+    pub precision: Precision,
+    pub evicted_flows: u64,
+    pub tcp_connections: u64,
+}
+
+/// Flow key independent of direction: the two endpoints in a fixed order.
+type FlowKey = (SocketAddr, SocketAddr);
+
+fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+pub struct Analyzer {
+    config: Config,
+    flows: FxHashMap<FlowKey, Connection>,
+    done: Vec<Connection>,
+    next_id: u64,
+    pub stats: PacketStats,
+}
+
+/// What a run found.
+pub struct Analysis {
+    /// Connections in order of id.
+    pub connections: Vec<Connection>,
+    pub stats: PacketStats,
+}
+
+impl Analyzer {
+    pub fn new(config: Config) -> Self {
+        Analyzer { config, flows: FxHashMap::default(), done: Vec::new(), next_id: 0, stats: PacketStats::default() }
+    }
+
+    pub fn ingest(&mut self, packet: &Packet<'_>) {
+        let stats = &mut self.stats;
+        stats.packets += 1;
+        stats.bytes += packet.data.len() as u64;
+        if (packet.data.len() as u64) < u64::from(packet.orig_len) {
+            stats.truncated += 1;
+        }
+        stats.first = Some(stats.first.map_or(packet.ts, |t| t.min(packet.ts)));
+        stats.last = Some(stats.last.map_or(packet.ts, |t| t.max(packet.ts)));
+        stats.precision = stats.precision.max(packet.precision);
+        let seg = match decode::decode(packet.linktype, packet.data) {
+            Ok(seg) => seg,
+            Err(skip) => {
+                *stats.skipped.entry(skip).or_default() += 1;
+                return;
+            }
+        };
+        stats.tcp_segments += 1;
+        let key = flow_key(seg.src, seg.dst);
+        if let Some(conn) = self.flows.get_mut(&key) {
+            if conn.is_reused_by(&seg) {
+                if let Some(mut old) = self.flows.remove(&key) {
+                    old.end(old.last_packet);
+                    self.retire(old);
+                }
+            } else {
+                conn.on_segment(&seg, packet.ts, packet.precision);
+                return;
+            }
+        }
+        if self.flows.len() >= self.config.max_flows {
+            self.evict_idle();
+        }
+        let mut conn = Connection::new(self.next_id, &seg, packet.ts, packet.precision, self.config.reassembly);
+        self.next_id += 1;
+        self.stats.tcp_connections += 1;
+        conn.on_segment(&seg, packet.ts, packet.precision);
+        self.flows.insert(key, conn);
+    }
+
+    /// Makes room in a full flow table: the least recently active tenth goes, reported as evicted.
+    fn evict_idle(&mut self) {
+        let mut by_age: Vec<(Timestamp, FlowKey)> = self.flows.iter().map(|(k, c)| (c.last_packet, *k)).collect();
+        let n = (by_age.len() / 10).max(1);
+        by_age.select_nth_unstable(n - 1);
+        for (_, key) in by_age.into_iter().take(n) {
+            if let Some(mut conn) = self.flows.remove(&key) {
+                conn.end(conn.last_packet);
+                conn.note("evicted from a full flow table before it ended".into());
+                self.stats.evicted_flows += 1;
+                self.retire(conn);
+            }
+        }
+    }
+
+    fn retire(&mut self, conn: Connection) {
+        if self.config.keep_non_websocket || conn.is_websocket() {
+            self.done.push(conn);
+        }
+    }
+
+    /// Ends the run: connections still open are decoded to the end of what was captured.
+    pub fn finish(mut self) -> Analysis {
+        let open: Vec<Connection> = self.flows.drain().map(|(_, c)| c).collect();
+        for mut conn in open {
+            conn.end(conn.last_packet);
+            self.retire(conn);
+        }
+        self.done.sort_by_key(|c| c.id);
+        Analysis { connections: self.done, stats: self.stats }
+    }
+}

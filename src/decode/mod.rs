@@ -1,0 +1,262 @@
+//! Link, IP and TCP decoding: one captured packet in, one [`TcpSegment`] (or the reason it is not one) out.
+//!
+//! The link layer is handled here because etherparse knows Ethernet (with VLAN tags) and Linux SLL, but
+//! not SLL2, BSD loopback or GTP-U; from the network layer down, etherparse's lax slicing does the work,
+//! which keeps a snaplen-cut packet usable (its TCP header is read, its missing payload is measured).
+
+mod link;
+
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+
+pub use link::LinkPayload;
+
+/// TCP control bits that matter to the analysis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// One decoded TCP segment, borrowing the packet's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSegment<'a> {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    pub window: u16,
+    /// The payload bytes that were captured.
+    pub payload: &'a [u8],
+    /// The payload length on the wire; larger than `payload.len()` when the snaplen cut the packet.
+    pub wire_len: u32,
+    /// IPv4 TTL or IPv6 hop limit (a forged RST often has a different one).
+    pub ttl: u8,
+    /// IPv4 identification; `None` for IPv6.
+    pub ip_id: Option<u16>,
+}
+
+/// Why a packet did not yield a TCP segment. Each kind is counted and reported, never silently dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Skip {
+    /// A link type this decoder does not know (the value is the LINKTYPE_*).
+    UnknownLinktype(u32),
+    /// A link-layer payload that is not IP (ARP, LLDP, ...).
+    NotIp,
+    /// An IP fragment; reassembling IP fragments is not supported.
+    IpFragment,
+    /// IP, but not TCP (UDP, ICMP, ...).
+    NotTcp,
+    /// A header was cut short by the snaplen or is malformed.
+    Malformed,
+}
+
+impl Skip {
+    pub fn describe(self) -> String {
+        match self {
+            Skip::UnknownLinktype(lt) => format!("unknown link type {lt}"),
+            Skip::NotIp => "not IP".into(),
+            Skip::IpFragment => "IP fragment (not reassembled)".into(),
+            Skip::NotTcp => "not TCP".into(),
+            Skip::Malformed => "malformed or truncated header".into(),
+        }
+    }
+}
+
+/// GTP-U user-plane port (3GPP TS 29.281): mobile captures carry the subscriber's IP inside it.
+const GTP_U_PORT: u16 = 2152;
+
+/// Decodes one packet of the given link type down to its TCP segment.
+pub fn decode(linktype: u32, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
+    let sliced = match link::strip(linktype, data)? {
+        LinkPayload::Ethernet(frame) => {
+            LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?
+        }
+        LinkPayload::EtherType(ether_type, payload) => {
+            LaxSlicedPacket::from_ether_type(EtherType(ether_type), payload)
+        }
+        LinkPayload::Ip(payload) => LaxSlicedPacket::from_ip(payload).map_err(|_| Skip::Malformed)?,
+    };
+    from_sliced(&sliced, 0)
+}
+
+fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<TcpSegment<'a>, Skip> {
+    let Some(net) = &sliced.net else {
+        return Err(if sliced.stop_err.is_some() { Skip::Malformed } else { Skip::NotIp });
+    };
+    let (src_ip, dst_ip, ttl, ip_id, declared_payload, fragmented): (IpAddr, IpAddr, u8, Option<u16>, Option<usize>, bool) =
+        match net {
+            LaxNetSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let header_len = usize::from(h.ihl()) * 4 + v4.extensions().auth.map_or(0, |a| a.slice().len());
+                // A total length of 0 is what TCP segmentation offload leaves in locally captured packets.
+                let declared = (h.total_len() != 0).then(|| usize::from(h.total_len()).saturating_sub(header_len));
+                (
+                    h.source_addr().into(),
+                    h.destination_addr().into(),
+                    h.ttl(),
+                    Some(h.identification()),
+                    declared,
+                    v4.is_payload_fragmented(),
+                )
+            }
+            LaxNetSlice::Ipv6(v6) => {
+                let h = v6.header();
+                let declared = (h.payload_length() != 0)
+                    .then(|| usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len()));
+                (
+                    h.source_addr().into(),
+                    h.destination_addr().into(),
+                    h.hop_limit(),
+                    None,
+                    declared,
+                    v6.is_payload_fragmented(),
+                )
+            }
+            LaxNetSlice::Arp(_) => return Err(Skip::NotIp),
+        };
+    if fragmented {
+        return Err(Skip::IpFragment);
+    }
+    match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            let payload = tcp.payload();
+            let header_len = usize::from(tcp.data_offset()) * 4;
+            let wire_len = match declared_payload {
+                Some(declared) => declared.saturating_sub(header_len).max(payload.len()),
+                None => payload.len(),
+            };
+            Ok(TcpSegment {
+                src: SocketAddr::new(src_ip, tcp.source_port()),
+                dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+                seq: tcp.sequence_number(),
+                ack: tcp.acknowledgment_number(),
+                flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+                window: tcp.window_size(),
+                payload,
+                wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
+                ttl,
+                ip_id,
+            })
+        }
+        Some(TransportSlice::Udp(udp))
+            if depth == 0 && (udp.destination_port() == GTP_U_PORT || udp.source_port() == GTP_U_PORT) =>
+        {
+            let inner = link::gtp_u_payload(udp.payload()).ok_or(Skip::NotTcp)?;
+            let inner = LaxSlicedPacket::from_ip(inner).map_err(|_| Skip::Malformed)?;
+            from_sliced(&inner, depth + 1)
+        }
+        Some(_) => Err(Skip::NotTcp),
+        None if sliced.stop_err.is_some() => Err(Skip::Malformed),
+        None => Err(Skip::NotTcp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::linktype;
+
+    /// IPv4 + TCP (20-byte header, flags PSH|ACK) carrying `payload`, from 10.0.0.1:1234 to 10.0.0.2:80.
+    fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 20 + payload.len();
+        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
+        p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        p.extend_from_slice(&[0x04, 0xd2, 0x00, 0x50]); // ports 1234 -> 80
+        p.extend_from_slice(&1000u32.to_be_bytes());
+        p.extend_from_slice(&2000u32.to_be_bytes());
+        p.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn check(seg: &TcpSegment<'_>, payload: &[u8]) {
+        assert_eq!(seg.src, "10.0.0.1:1234".parse().unwrap());
+        assert_eq!(seg.dst, "10.0.0.2:80".parse().unwrap());
+        assert_eq!((seg.seq, seg.ack), (1000, 2000));
+        assert_eq!(seg.flags, TcpFlags { syn: false, ack: true, fin: false, rst: false });
+        assert_eq!(seg.payload, payload);
+        assert_eq!(seg.ttl, 64);
+        assert_eq!(seg.ip_id, Some(0x1234));
+    }
+
+    #[test]
+    fn raw_ip_and_ethernet_with_qinq() {
+        let ip = ipv4_tcp(b"hello");
+        check(&decode(linktype::RAW, &ip).unwrap(), b"hello");
+        let mut eth = vec![0; 12];
+        eth.extend_from_slice(&[0x88, 0xa8, 0, 1, 0x81, 0x00, 0, 2, 0x08, 0x00]);
+        eth.extend_from_slice(&ip);
+        eth.extend_from_slice(&[0; 6]); // Ethernet padding must not count as payload
+        let seg = decode(linktype::ETHERNET, &eth).unwrap();
+        check(&seg, b"hello");
+        assert_eq!(seg.wire_len, 5);
+    }
+
+    #[test]
+    fn linux_sll_sll2_and_loopback() {
+        let ip = ipv4_tcp(b"x");
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(&ip);
+        check(&decode(linktype::LINUX_SLL, &sll).unwrap(), b"x");
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+        sll2.extend_from_slice(&ip);
+        check(&decode(linktype::LINUX_SLL2, &sll2).unwrap(), b"x");
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        check(&decode(linktype::NULL, &null).unwrap(), b"x");
+        let mut lo = 2u32.to_be_bytes().to_vec();
+        lo.extend_from_slice(&ip);
+        check(&decode(linktype::LOOP, &lo).unwrap(), b"x");
+    }
+
+    #[test]
+    fn snaplen_cut_payload_keeps_its_wire_length() {
+        let ip = ipv4_tcp(&[7; 100]);
+        let seg = decode(linktype::RAW, &ip[..60]).unwrap();
+        assert_eq!(seg.payload.len(), 20);
+        assert_eq!(seg.wire_len, 100);
+    }
+
+    #[test]
+    fn skips_are_classified() {
+        assert_eq!(decode(999, &[0; 40]).unwrap_err(), Skip::UnknownLinktype(999));
+        let mut arp = vec![0; 12];
+        arp.extend_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0; 28]);
+        assert_eq!(decode(linktype::ETHERNET, &arp).unwrap_err(), Skip::NotIp);
+        let mut frag = ipv4_tcp(b"abc");
+        frag[6] = 0x20; // more fragments
+        assert_eq!(decode(linktype::RAW, &frag).unwrap_err(), Skip::IpFragment);
+        let mut udp = ipv4_tcp(b"");
+        udp[9] = 17;
+        assert_eq!(decode(linktype::RAW, &udp).unwrap_err(), Skip::NotTcp);
+        assert_eq!(decode(linktype::RAW, &ipv4_tcp(b"")[..30]).unwrap_err(), Skip::Malformed);
+        assert_eq!(decode(linktype::ETHERNET, &[1, 2, 3]).unwrap_err(), Skip::Malformed);
+    }
+
+    #[test]
+    fn every_truncated_prefix_is_handled_without_panic() {
+        let ip = ipv4_tcp(b"payload");
+        for cut in 0..ip.len() {
+            let _ = decode(linktype::RAW, &ip[..cut]);
+        }
+    }
+
+    #[test]
+    fn gtp_u_tunnel_is_unwrapped() {
+        let inner = ipv4_tcp(b"gtp");
+        let mut gtp = vec![0x30, 0xff, 0, inner.len() as u8, 0, 0, 0, 1];
+        gtp.extend_from_slice(&inner);
+        let udp_len = 8 + gtp.len();
+        let total = 20 + udp_len;
+        let mut outer = vec![0x45, 0, 0, total as u8, 0, 0, 0, 0, 64, 17, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2];
+        outer.extend_from_slice(&[0x08, 0x68, 0x08, 0x68, 0, udp_len as u8, 0, 0]);
+        outer.extend_from_slice(&gtp);
+        check(&decode(linktype::RAW, &outer).unwrap(), b"gtp");
+    }
+}

@@ -1,0 +1,80 @@
+//! Reports: the analysis as a data model ([`model`]), then printed as a table, JSON, JSON lines or
+//! CSV. Printers write to any `Write`, so tests print into a `Vec<u8>`.
+
+pub mod escape;
+pub mod model;
+pub mod table;
+pub mod time;
+
+use std::io::{self, Write};
+
+pub use model::{ConnectionReport, Outcome, Report};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    match format {
+        Format::Table => table::write(report, out),
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, report)?;
+            writeln!(out)
+        }
+        Format::Jsonl => {
+            for c in &report.connections {
+                serde_json::to_writer(&mut *out, c)?;
+                writeln!(out)?;
+            }
+            Ok(())
+        }
+        Format::Csv => write_csv(report, out),
+    }
+}
+
+fn write_csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    let header = [
+        "id", "client", "server", "path", "outcome", "start", "duration_s", "first_close_by", "first_close_at",
+        "first_close_code", "first_close_reason", "close_reply_by", "close_reply_at", "close_reply_code",
+        "first_fin_by", "first_fin_at", "first_rst_by", "first_rst_at", "pings_client", "pings_server",
+        "pongs_client", "pongs_server", "unanswered_pings",
+    ];
+    w.write_record(header)?;
+    let opt = |o: Option<String>| o.unwrap_or_default();
+    for c in &report.connections {
+        let fc = c.first_close.as_ref();
+        let cr = c.close_reply.as_ref();
+        // CSV goes to spreadsheets: strip control characters from wire strings as for a terminal.
+        w.write_record([
+            c.id.to_string(),
+            c.client.clone(),
+            c.server.clone(),
+            escape::terminal(c.path.as_deref().unwrap_or_default()).into_owned(),
+            c.outcome.as_str().to_owned(),
+            c.start.clone(),
+            format!("{:.6}", c.duration_s),
+            opt(fc.map(|f| f.by.as_str().to_owned())),
+            opt(fc.map(|f| f.at.clone())),
+            opt(fc.and_then(|f| f.code).map(|c| c.to_string())),
+            escape::terminal(fc.map(|f| f.reason.as_str()).unwrap_or_default()).into_owned(),
+            opt(cr.map(|f| f.by.as_str().to_owned())),
+            opt(cr.map(|f| f.at.clone())),
+            opt(cr.and_then(|f| f.code).map(|c| c.to_string())),
+            opt(c.first_fin.as_ref().map(|e| e.by.as_str().to_owned())),
+            opt(c.first_fin.as_ref().map(|e| e.at.clone())),
+            opt(c.first_rst.as_ref().map(|e| e.by.as_str().to_owned())),
+            opt(c.first_rst.as_ref().map(|e| e.at.clone())),
+            c.pings.client.to_string(),
+            c.pings.server.to_string(),
+            c.pongs.client.to_string(),
+            c.pongs.server.to_string(),
+            c.unanswered_pings.to_string(),
+        ])?;
+    }
+    w.flush()
+}

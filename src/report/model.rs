@@ -1,0 +1,421 @@
+//! The report as data: what every output format prints, with the JSON field names that are the
+//! contract (docs/json.md). Built once from the analysis; printers only format it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::time::TimeFormat;
+use crate::analyzer::{Analysis, CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
+use crate::capture::Timestamp;
+use crate::websocket::close;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Clean,
+    Abnormal,
+    CloseUnanswered,
+    Open,
+    HandshakeFailed,
+    /// Only with `--all`: a TCP connection that is not WebSocket.
+    NotWebsocket,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Abnormal => "abnormal",
+            Outcome::CloseUnanswered => "close-unanswered",
+            Outcome::Open => "open",
+            Outcome::HandshakeFailed => "handshake-failed",
+            Outcome::NotWebsocket => "not-websocket",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [
+            Outcome::Clean,
+            Outcome::Abnormal,
+            Outcome::CloseUnanswered,
+            Outcome::Open,
+            Outcome::HandshakeFailed,
+            Outcome::NotWebsocket,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CloseFrame {
+    pub by: Role,
+    pub at: String,
+    /// Seconds since the connection's first packet.
+    pub rel: f64,
+    pub code: Option<u16>,
+    pub reason: String,
+    /// Registered meaning of the code, if any.
+    pub code_name: Option<String>,
+    /// The code must never be sent on the wire (1005, 1006, 1015, <1000, 1016-2999, ≥5000).
+    pub code_invalid: bool,
+    /// One-byte payload, payload over 125 bytes, or a reason that is not UTF-8.
+    pub malformed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TcpEvent {
+    pub by: Role,
+    pub at: String,
+    pub rel: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastFrame {
+    pub at: String,
+    pub rel: f64,
+    pub opcode: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerSide<T> {
+    pub client: T,
+    pub server: T,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gaps {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandshakeReport {
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub origin: Option<String>,
+    pub user_agent: Option<String>,
+    pub key: Option<String>,
+    pub version: Option<String>,
+    pub requested_protocols: Option<String>,
+    pub requested_extensions: Option<String>,
+    pub status: Option<u16>,
+    pub status_text: Option<String>,
+    pub protocol: Option<String>,
+    pub extensions: Option<String>,
+    pub server_software: Option<String>,
+    /// Sec-WebSocket-Accept matches the key (RFC 6455 §4.2.2); null when either was not captured.
+    pub accept_valid: Option<bool>,
+    /// The request lacked `Upgrade: websocket` or `Connection: Upgrade`, as when a proxy drops them.
+    pub missing_upgrade_headers: bool,
+    pub attempts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RttReport {
+    pub count: u64,
+    pub min_ms: f64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Protocol {
+    pub masked_client_frames: u64,
+    pub unmasked_client_frames: u64,
+    pub masked_server_frames: u64,
+    pub reserved_opcodes: u64,
+    pub rsv_without_extension: u64,
+    pub bad_control_frames: u64,
+    pub fragmentation_errors: u64,
+    pub frames_after_close: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionReport {
+    pub id: u64,
+    pub client: String,
+    pub server: String,
+    /// How the client was told from the server: handshake, syn, masking or ports.
+    pub roles_from: RoleEvidence,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub outcome: Outcome,
+    pub start: String,
+    pub end: String,
+    pub duration_s: f64,
+    pub syn_at: Option<String>,
+    pub upgrade_at: Option<String>,
+    pub handshake: HandshakeReport,
+    pub first_close: Option<CloseFrame>,
+    pub close_reply: Option<CloseFrame>,
+    pub first_fin: Option<TcpEvent>,
+    pub first_rst: Option<TcpEvent>,
+    pub fin: PerSide<Option<String>>,
+    pub rst: PerSide<Option<String>>,
+    pub last_frame: PerSide<Option<LastFrame>>,
+    pub last_activity: PerSide<Option<String>>,
+    pub frames: PerSide<u64>,
+    pub data_frames: PerSide<u64>,
+    pub data_bytes: PerSide<u64>,
+    pub largest_message: PerSide<u64>,
+    pub pings: PerSide<u64>,
+    pub pongs: PerSide<u64>,
+    pub unsolicited_pongs: PerSide<u64>,
+    pub unanswered_pings: u64,
+    /// Unanswered pings by who sent them.
+    pub unanswered_pings_by: PerSide<u64>,
+    /// Round trip of pings sent by each side (ping → matching pong).
+    pub ping_rtt: PerSide<Option<RttReport>>,
+    pub gaps: PerSide<Gaps>,
+    pub retransmissions: PerSide<u64>,
+    pub out_of_order: PerSide<u64>,
+    pub protocol: Protocol,
+    /// Frames were found without a captured handshake (a capture that starts mid-connection).
+    pub mid_stream: bool,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub connections: u64,
+    pub by_outcome: BTreeMap<String, u64>,
+    pub by_close_code: BTreeMap<String, u64>,
+    pub closed_by: BTreeMap<String, u64>,
+    pub abnormal_closures: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureReport {
+    pub files: Vec<String>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub tcp_segments: u64,
+    pub tcp_connections: u64,
+    pub first_packet: Option<String>,
+    pub last_packet: Option<String>,
+    /// Packets not analysed, by reason (unknown link type, IP fragment, not TCP, malformed...).
+    pub skipped: BTreeMap<String, u64>,
+    pub snaplen_truncated: u64,
+    pub evicted_flows: u64,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub version: u32,
+    pub tool: String,
+    pub capture: CaptureReport,
+    pub summary: Summary,
+    pub connections: Vec<ConnectionReport>,
+}
+
+fn per_side<T>(client: Side, f: impl Fn(&DirFacts) -> T, c: &Connection) -> PerSide<T> {
+    PerSide { client: f(&c.dirs[client]), server: f(&c.dirs[1 - client]) }
+}
+
+pub fn outcome_of(c: &Connection) -> Outcome {
+    if !c.is_websocket() {
+        return Outcome::NotWebsocket;
+    }
+    if c.handshake_failed() {
+        return Outcome::HandshakeFailed;
+    }
+    match c.closes() {
+        (Some(_), Some(_)) => Outcome::Clean,
+        (Some(_), None) if c.tcp_closing() => Outcome::CloseUnanswered,
+        (None, _) if c.tcp_closing() => Outcome::Abnormal,
+        _ => Outcome::Open,
+    }
+}
+
+impl ConnectionReport {
+    pub fn from_connection(c: &Connection, tf: &TimeFormat) -> ConnectionReport {
+        let (client, roles_from) = c.roles();
+        let role = |side: Side| if side == client { Role::Client } else { Role::Server };
+        let at = |t: Timestamp| tf.format(t, c.precision);
+        let rel = |t: Timestamp| t.seconds_since(c.first_packet);
+        let close = |x: Option<(Side, &CloseFrameFacts)>| {
+            x.map(|(side, f)| CloseFrame {
+                by: role(side),
+                at: at(f.at),
+                rel: rel(f.at),
+                code: f.code,
+                reason: f.reason.clone(),
+                code_name: f.code.and_then(close::code_name).map(str::to_owned),
+                code_invalid: f.code_is_invalid(),
+                malformed: f.malformed || !f.reason_valid_utf8,
+            })
+        };
+        let (first, reply) = c.closes();
+        let tcp_event = |x: Option<(Side, Timestamp)>| x.map(|(s, t)| TcpEvent { by: role(s), at: at(t), rel: rel(t) });
+        let req = c.handshake.request.as_ref().map(|(_, _, r)| r);
+        let resp = c.handshake.response.as_ref().map(|(_, _, r)| r);
+        let server = 1 - client;
+        let handshake = HandshakeReport {
+            method: req.map(|r| r.method.clone()),
+            host: req.and_then(|r| r.host.clone()),
+            origin: req.and_then(|r| r.origin.clone()),
+            user_agent: req.and_then(|r| r.user_agent.clone()),
+            key: req.and_then(|r| r.key.clone()),
+            version: req.and_then(|r| r.version.clone()),
+            requested_protocols: req.and_then(|r| r.protocols.clone()),
+            requested_extensions: req.and_then(|r| r.extensions.clone()),
+            status: resp.map(|r| r.status),
+            status_text: resp.map(|r| r.reason.clone()),
+            protocol: resp.and_then(|r| r.protocol.clone()),
+            extensions: resp.and_then(|r| r.extensions.clone()),
+            server_software: resp.and_then(|r| r.server.clone()),
+            accept_valid: c.accept_valid(),
+            missing_upgrade_headers: req.is_some_and(|r| {
+                !r.wants_websocket()
+                    || !r.connection.as_deref().is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+            }),
+            attempts: c.handshake.attempts,
+        };
+        let rtt = |d: &DirFacts| {
+            (d.rtt.count > 0).then(|| RttReport {
+                count: d.rtt.count,
+                min_ms: d.rtt.min_s * 1e3,
+                avg_ms: d.rtt.sum_s / d.rtt.count as f64 * 1e3,
+                max_ms: d.rtt.max_s * 1e3,
+            })
+        };
+        let (cd, sd) = (&c.dirs[client], &c.dirs[server]);
+        ConnectionReport {
+            id: c.id,
+            client: c.endpoints[client].to_string(),
+            server: c.endpoints[server].to_string(),
+            roles_from,
+            path: req.map(|r| r.path.clone()),
+            host: req.and_then(|r| r.host.clone()),
+            outcome: outcome_of(c),
+            start: at(c.first_packet),
+            end: at(c.last_packet),
+            duration_s: rel(c.last_packet),
+            syn_at: c.syn.map(|(_, t, _)| at(t)),
+            upgrade_at: c.handshake.response.as_ref().map(|(t, _, _)| at(*t)),
+            handshake,
+            first_close: close(first),
+            close_reply: close(reply),
+            first_fin: tcp_event(c.first_flag(false)),
+            first_rst: tcp_event(c.first_flag(true)),
+            fin: per_side(client, |d| d.first_fin.map(at), c),
+            rst: per_side(client, |d| d.first_rst.map(at), c),
+            last_frame: per_side(
+                client,
+                |d| d.last_frame.map(|(t, op)| LastFrame { at: at(t), rel: rel(t), opcode: op.name().to_owned() }),
+                c,
+            ),
+            last_activity: per_side(client, |d| d.last_payload.map(at), c),
+            frames: per_side(client, |d| d.frames, c),
+            data_frames: per_side(client, |d| d.data_frames, c),
+            data_bytes: per_side(client, |d| d.data_bytes, c),
+            largest_message: per_side(client, |d| d.largest_message, c),
+            pings: per_side(client, |d| d.pings, c),
+            pongs: per_side(client, |d| d.pongs, c),
+            unsolicited_pongs: per_side(client, |d| d.unsolicited_pongs, c),
+            unanswered_pings: c.unanswered_pings.iter().sum(),
+            unanswered_pings_by: PerSide { client: c.unanswered_pings[client], server: c.unanswered_pings[server] },
+            ping_rtt: PerSide { client: rtt(cd), server: rtt(sd) },
+            gaps: per_side(client, |d| Gaps { count: d.reassembly.gaps, bytes: d.reassembly.gap_bytes }, c),
+            retransmissions: per_side(client, |d| d.reassembly.retransmitted, c),
+            out_of_order: per_side(client, |d| d.reassembly.out_of_order, c),
+            protocol: Protocol {
+                masked_client_frames: cd.masked_frames,
+                unmasked_client_frames: cd.unmasked_frames,
+                masked_server_frames: sd.masked_frames,
+                reserved_opcodes: cd.reserved_opcodes + sd.reserved_opcodes,
+                rsv_without_extension: cd.rsv_violations + sd.rsv_violations,
+                bad_control_frames: cd.bad_control_frames + sd.bad_control_frames,
+                fragmentation_errors: cd.fragmentation_errors + sd.fragmentation_errors,
+                frames_after_close: cd.frames_after_close + sd.frames_after_close,
+            },
+            mid_stream: c.handshake.request.is_none() && c.handshake.response.is_none() && c.is_websocket(),
+            notes: c.anomalies.clone(),
+        }
+    }
+}
+
+impl Summary {
+    pub fn of(connections: &[ConnectionReport]) -> Summary {
+        let mut s = Summary { connections: connections.len() as u64, ..Default::default() };
+        for c in connections {
+            *s.by_outcome.entry(c.outcome.as_str().to_owned()).or_default() += 1;
+            if let Some(f) = &c.first_close {
+                let code = f.code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+                *s.by_close_code.entry(code).or_default() += 1;
+            }
+            let closer = match (&c.first_close, &c.first_rst, &c.first_fin) {
+                (Some(f), _, _) => format!("{} (close frame)", f.by.as_str()),
+                (None, Some(r), _) => format!("{} (RST)", r.by.as_str()),
+                (None, None, Some(f)) => format!("{} (FIN)", f.by.as_str()),
+                _ => "nobody (still open)".to_owned(),
+            };
+            *s.closed_by.entry(closer).or_default() += 1;
+            if c.outcome == Outcome::Abnormal {
+                s.abnormal_closures += 1;
+            }
+        }
+        s
+    }
+}
+
+/// Builds the report, keeping the connections `keep` accepts.
+pub fn build(
+    analysis: &Analysis,
+    files: &[String],
+    warnings: Vec<String>,
+    errors: Vec<String>,
+    tf: &TimeFormat,
+    keep: impl Fn(&ConnectionReport) -> bool,
+) -> Report {
+    let connections: Vec<ConnectionReport> = analysis
+        .connections
+        .iter()
+        .map(|c| ConnectionReport::from_connection(c, tf))
+        .filter(|c| keep(c))
+        .collect();
+    let st = &analysis.stats;
+    let precision = st.precision;
+    Report {
+        version: SCHEMA_VERSION,
+        tool: format!("wsclose {}", env!("CARGO_PKG_VERSION")),
+        capture: CaptureReport {
+            files: files.to_vec(),
+            packets: st.packets,
+            bytes: st.bytes,
+            tcp_segments: st.tcp_segments,
+            tcp_connections: st.tcp_connections,
+            first_packet: st.first.map(|t| tf.format(t, precision)),
+            last_packet: st.last.map(|t| tf.format(t, precision)),
+            skipped: st.skipped.iter().map(|(k, v)| (k.describe(), *v)).collect(),
+            snaplen_truncated: st.truncated,
+            evicted_flows: st.evicted_flows,
+            warnings,
+            errors,
+        },
+        summary: Summary::of(&connections),
+        connections,
+    }
+}

@@ -1,0 +1,239 @@
+//! The HTTP/1.1 upgrade (RFC 6455 §4), parsed with httparse from a bounded buffer.
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+/// The RFC 6455 §1.3 GUID appended to the key to compute Sec-WebSocket-Accept.
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// Header slots offered to httparse; a message with more is treated as malformed.
+const MAX_HEADERS: usize = 128;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    pub method: String,
+    pub path: String,
+    pub host: Option<String>,
+    pub origin: Option<String>,
+    pub user_agent: Option<String>,
+    pub upgrade: Option<String>,
+    pub connection: Option<String>,
+    pub key: Option<String>,
+    pub version: Option<String>,
+    pub protocols: Option<String>,
+    pub extensions: Option<String>,
+    /// Bytes of a body announced by Content-Length (skipped, never stored).
+    pub body_len: u64,
+}
+
+impl UpgradeRequest {
+    /// `Upgrade: websocket` (case-insensitive, §4.2.1) was asked for.
+    pub fn wants_websocket(&self) -> bool {
+        has_token(self.upgrade.as_deref(), "websocket")
+    }
+}
+
+fn has_token(header: Option<&str>, token: &str) -> bool {
+    header.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpgradeResponse {
+    pub status: u16,
+    pub reason: String,
+    pub upgrade: Option<String>,
+    pub connection: Option<String>,
+    pub accept: Option<String>,
+    pub protocol: Option<String>,
+    pub extensions: Option<String>,
+    pub server: Option<String>,
+    pub body_len: u64,
+}
+
+impl UpgradeResponse {
+    /// A 101 that switches to WebSocket: a client fails the connection on any other (RFC 6455 §4.1,
+    /// e.g. `Upgrade: websockets`), so the bytes after it are not frames.
+    pub fn accepts_websocket(&self) -> bool {
+        self.status == 101 && has_token(self.upgrade.as_deref(), "websocket")
+    }
+}
+
+/// What the start of a direction's byte stream looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpStart {
+    Request,
+    Response,
+    NotHttp,
+    /// Too few bytes to tell.
+    Unknown,
+}
+
+const METHODS: [&[u8]; 9] = [b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ", b"TRACE "];
+
+pub fn classify_start(buf: &[u8]) -> HttpStart {
+    let prefix_of = |pat: &[u8]| {
+        let n = buf.len().min(pat.len());
+        buf.get(..n) == pat.get(..n)
+    };
+    if buf.starts_with(b"HTTP/1.") {
+        return HttpStart::Response;
+    }
+    if METHODS.iter().any(|m| buf.starts_with(m)) {
+        return HttpStart::Request;
+    }
+    if prefix_of(b"HTTP/1.") || METHODS.iter().any(|m| prefix_of(m)) {
+        return HttpStart::Unknown;
+    }
+    HttpStart::NotHttp
+}
+
+/// Result of trying to parse a message from the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<T> {
+    /// The message and how many bytes its head took.
+    Complete(T, usize),
+    Partial,
+    Invalid(String),
+}
+
+fn header_value(headers: &[httparse::Header<'_>], name: &str) -> Option<String> {
+    // Repeated headers are joined with ", " (RFC 9110 §5.3).
+    let values: Vec<String> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+fn content_length(headers: &[httparse::Header<'_>]) -> u64 {
+    header_value(headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+pub fn parse_request(buf: &[u8]) -> Parsed<UpgradeRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let h = &*req.headers;
+            Parsed::Complete(
+                UpgradeRequest {
+                    method: req.method.unwrap_or_default().to_owned(),
+                    path: req.path.unwrap_or_default().to_owned(),
+                    host: header_value(h, "host"),
+                    origin: header_value(h, "origin"),
+                    user_agent: header_value(h, "user-agent"),
+                    upgrade: header_value(h, "upgrade"),
+                    connection: header_value(h, "connection"),
+                    key: header_value(h, "sec-websocket-key"),
+                    version: header_value(h, "sec-websocket-version"),
+                    protocols: header_value(h, "sec-websocket-protocol"),
+                    extensions: header_value(h, "sec-websocket-extensions"),
+                    body_len: content_length(h),
+                },
+                n,
+            )
+        }
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(e) => Parsed::Invalid(e.to_string()),
+    }
+}
+
+pub fn parse_response(buf: &[u8]) -> Parsed<UpgradeResponse> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let h = &*resp.headers;
+            let status = resp.code.unwrap_or_default();
+            Parsed::Complete(
+                UpgradeResponse {
+                    status,
+                    reason: resp.reason.unwrap_or_default().to_owned(),
+                    upgrade: header_value(h, "upgrade"),
+                    connection: header_value(h, "connection"),
+                    accept: header_value(h, "sec-websocket-accept"),
+                    protocol: header_value(h, "sec-websocket-protocol"),
+                    extensions: header_value(h, "sec-websocket-extensions"),
+                    server: header_value(h, "server"),
+                    // A 101 switches protocols right after the head; 1xx, 204 and 304 carry no body.
+                    body_len: if status < 200 || status == 204 || status == 304 { 0 } else { content_length(h) },
+                },
+                n,
+            )
+        }
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(e) => Parsed::Invalid(e.to_string()),
+    }
+}
+
+/// The Sec-WebSocket-Accept a server must answer `key` with (RFC 6455 §4.2.2).
+pub fn expected_accept(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.trim().as_bytes());
+    sha.update(ACCEPT_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+/// Whether the extensions header negotiated permessage-deflate (RFC 7692), which makes RSV1 legal.
+pub fn negotiates_deflate(extensions: Option<&str>) -> bool {
+    extensions.is_some_and(|e| {
+        e.split(',').any(|ext| {
+            let name = ext.split(';').next().unwrap_or_default().trim();
+            name.eq_ignore_ascii_case("permessage-deflate") || name.eq_ignore_ascii_case("x-webkit-deflate-frame")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
+Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn rfc_6455_example_accept() {
+        // RFC 6455 §1.3 gives this key and this answer.
+        assert_eq!(expected_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn parses_the_rfc_request() {
+        let Parsed::Complete(req, n) = parse_request(REQ) else { panic!("not complete") };
+        assert_eq!(n, REQ.len());
+        assert_eq!((req.method.as_str(), req.path.as_str()), ("GET", "/chat"));
+        assert_eq!(req.host.as_deref(), Some("server.example.com"));
+        assert_eq!(req.key.as_deref(), Some("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(req.protocols.as_deref(), Some("chat, superchat"));
+        assert!(req.wants_websocket());
+        for cut in 0..REQ.len() {
+            assert_eq!(parse_request(&REQ[..cut]), Parsed::Partial, "prefix {cut}");
+        }
+    }
+
+    #[test]
+    fn parses_a_response_and_its_extensions() {
+        let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n\x89\x00";
+        let Parsed::Complete(r, n) = parse_response(resp) else { panic!("not complete") };
+        assert_eq!(r.status, 101);
+        assert_eq!(&resp[n..], b"\x89\x00");
+        assert!(negotiates_deflate(r.extensions.as_deref()));
+        assert!(!negotiates_deflate(Some("foo; permessage-deflate")));
+    }
+
+    #[test]
+    fn classifies_stream_starts() {
+        assert_eq!(classify_start(b"GET / HTTP/1.1"), HttpStart::Request);
+        assert_eq!(classify_start(b"HTTP/1.1 101"), HttpStart::Response);
+        assert_eq!(classify_start(b"GE"), HttpStart::Unknown);
+        assert_eq!(classify_start(b"\x16\x03\x01"), HttpStart::NotHttp);
+        assert_eq!(classify_start(b"\x81\x05hello"), HttpStart::NotHttp);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(parse_request(b"GET /\x01 HTTP/1.1\r\n\r\n"), Parsed::Invalid(_)));
+    }
+}
