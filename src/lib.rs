@@ -12,6 +12,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod diagnosis;
 pub mod report;
 pub mod tcp;
 pub mod websocket;

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use crate::capture::{Precision, Timestamp};
+use super::event::{Event, EventKind, EventLog};
 use crate::decode::TcpSegment;
 use crate::tcp::{Chunk, Limits, Reassembler, ReassemblyStats};
 use crate::websocket::close::{self, ClosePayload, CodeClass};
@@ -78,8 +79,17 @@ pub struct DirFacts {
     pub payload_bytes: u64,
     pub first_packet: Option<Timestamp>,
     pub last_packet: Option<Timestamp>,
-    /// Last packet that carried payload (keep-alives and pure ACKs are not activity).
+    /// Last packet that carried payload.
     pub last_payload: Option<Timestamp>,
+    /// Last time new stream bytes arrived (keep-alives, retransmissions and ACKs are not activity).
+    pub last_activity: Option<Timestamp>,
+    /// Retransmissions since the other side last acknowledged something new: a peer that stopped
+    /// answering (path change, dead host) shows as a growing streak before a RST or the end.
+    pub retrans_streak: u64,
+    pub retrans_streak_since: Option<Timestamp>,
+    /// Highest acknowledgment this side sent.
+    pub max_ack: Option<u32>,
+    pub first_unanswered_ping: Option<Timestamp>,
     pub first_fin: Option<Timestamp>,
     pub first_rst: Option<Timestamp>,
     /// Packet order of the first FIN and RST, to break ties between equal timestamps.
@@ -123,6 +133,23 @@ pub struct DirFacts {
     pub resync_skipped: u64,
 }
 
+/// How the connection began to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndKind {
+    CloseFrame,
+    Fin,
+    Rst,
+}
+
+/// The first close frame, FIN or RST, and how long each side had been silent before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ending {
+    pub side: Side,
+    pub at: Timestamp,
+    pub kind: EndKind,
+    pub last_activity_before: [Option<Timestamp>; 2],
+}
+
 #[derive(Clone, Debug)]
 pub struct Handshake {
     pub request: Option<(Timestamp, Side, Box<UpgradeRequest>)>,
@@ -159,6 +186,11 @@ pub struct Connection {
     pub anomalies: Vec<String>,
     pub anomaly_count: u64,
     pub unanswered_pings: [u64; 2],
+    pub ending: Option<Ending>,
+    /// Timeline events, when asked for.
+    pub log: Option<EventLog>,
+    /// Activity per side before the packet being processed (for [`Ending`]).
+    activity_before: [Option<Timestamp>; 2],
     frame_seq: u64,
     packet_seq: u64,
     live: Option<Box<Live>>,
@@ -182,6 +214,9 @@ impl Connection {
             anomalies: Vec::new(),
             anomaly_count: 0,
             unanswered_pings: [0; 2],
+            ending: None,
+            log: None,
+            activity_before: [None; 2],
             frame_seq: 0,
             packet_seq: 0,
             live: Some(Box::new(Live {
@@ -236,6 +271,22 @@ impl Connection {
         let order = self.packet_seq;
         self.last_packet = self.last_packet.max(ts);
         self.precision = self.precision.max(precision);
+        self.activity_before = [self.dirs[0].last_activity, self.dirs[1].last_activity];
+        if seg.flags.syn {
+            self.record(ts, side, if seg.flags.ack { EventKind::SynAck } else { EventKind::Syn });
+        }
+        if seg.flags.rst && self.dirs[side].first_rst.is_none() {
+            self.record(ts, side, EventKind::Rst);
+            self.begin_ending(side, ts, EndKind::Rst);
+        }
+        if seg.flags.ack && !seg.flags.rst {
+            let advanced = self.dirs[side].max_ack.is_none_or(|m| (seg.ack.wrapping_sub(m) as i32) > 0);
+            if advanced {
+                self.dirs[side].max_ack = Some(seg.ack);
+                self.dirs[other].retrans_streak = 0;
+                self.dirs[other].retrans_streak_since = None;
+            }
+        }
         {
             let d = &mut self.dirs[side];
             d.packets += 1;
@@ -273,7 +324,13 @@ impl Connection {
             }
             let data_seq = if seg.flags.syn { seg.seq.wrapping_add(1) } else { seg.seq };
             if seg.wire_len > 0 && !seg.flags.rst {
+                let before = live.reassembly[side].stats.retransmitted;
                 self.feed(&mut live, side, ts, |r, out| r.segment(data_seq, seg.payload, seg.wire_len, out));
+                if live.reassembly[side].stats.retransmitted > before {
+                    let d = &mut self.dirs[side];
+                    d.retrans_streak += 1;
+                    d.retrans_streak_since.get_or_insert(ts);
+                }
             }
             if seg.flags.ack && !seg.flags.rst {
                 self.feed(&mut live, other, ts, |r, out| r.acked(seg.ack, out));
@@ -286,10 +343,29 @@ impl Connection {
             if d.first_fin.is_none() {
                 d.first_fin = Some(ts);
                 d.first_fin_order = order;
+                self.record(ts, side, EventKind::Fin);
+                self.begin_ending(side, ts, EndKind::Fin);
             }
         }
         if self.tcp_ended() {
             self.end(ts);
+        }
+    }
+
+    /// Turns on the timeline event log.
+    pub fn record_events(&mut self) {
+        self.log.get_or_insert_with(EventLog::default);
+    }
+
+    fn record(&mut self, at: Timestamp, side: Side, kind: EventKind) {
+        if let Some(log) = &mut self.log {
+            log.push(Event { at, side, kind });
+        }
+    }
+
+    fn begin_ending(&mut self, side: Side, at: Timestamp, kind: EndKind) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending { side, at, kind, last_activity_before: self.activity_before });
         }
     }
 
@@ -299,8 +375,9 @@ impl Connection {
             for side in 0..2 {
                 self.feed(&mut live, side, ts, |r, out| r.flush(out));
             }
-            for (side, _, _) in live.pending_pings.drain(..) {
+            for (side, _, sent) in live.pending_pings.drain(..) {
                 self.unanswered_pings[side] += 1;
+                self.dirs[side].first_unanswered_ping.get_or_insert(sent);
             }
         }
     }
@@ -315,11 +392,21 @@ impl Connection {
     ) {
         let Live { reassembly, decoders, events, .. } = live;
         let decoder = &mut decoders[side];
+        let before = reassembly[side].offset();
+        let gaps_before = reassembly[side].stats.gap_bytes;
         step(&mut reassembly[side], &mut |chunk| match chunk {
             Chunk::Data(bytes) => decoder.feed(bytes, events),
             Chunk::Gap(n) => decoder.gap(n, events),
         });
-        self.dirs[side].reassembly = reassembly[side].stats;
+        let d = &mut self.dirs[side];
+        d.reassembly = reassembly[side].stats;
+        if reassembly[side].offset() > before {
+            d.last_activity = Some(ts);
+        }
+        let gap = d.reassembly.gap_bytes - gaps_before;
+        if gap > 0 {
+            self.record(ts, side, EventKind::Gap { bytes: gap });
+        }
         self.handle_events(live, side, ts);
     }
 
@@ -331,6 +418,7 @@ impl Connection {
         for event in events.drain(..) {
             match event {
                 StreamEvent::Request(req) => {
+                    self.record(ts, side, EventKind::Request { path: req.path.clone() });
                     if req.wants_websocket() {
                         self.handshake.attempts += 1;
                         self.handshake.request = Some((ts, side, req));
@@ -339,6 +427,7 @@ impl Connection {
                     }
                 }
                 StreamEvent::Response(resp) => {
+                    self.record(ts, side, EventKind::Response { status: resp.status });
                     let awaited = self.handshake.request.as_ref().is_some_and(|(_, s, _)| *s != side);
                     let accepted = resp.accepts_websocket();
                     let rsv = live.decoders[side].rsv_allowed;
@@ -431,9 +520,10 @@ impl Connection {
                     d.ping_times.push(ts);
                 }
                 if live.pending_pings.len() >= MAX_PENDING_PINGS
-                    && let Some((s, _, _)) = live.pending_pings.pop_front()
+                    && let Some((s, _, sent)) = live.pending_pings.pop_front()
                 {
                     self.unanswered_pings[s] += 1;
+                    self.dirs[s].first_unanswered_ping.get_or_insert(sent);
                 }
                 live.pending_pings.push_back((side, frame.control_payload.clone(), ts));
             }
@@ -454,19 +544,41 @@ impl Connection {
                                 answered_at = Some(entry.2);
                             } else if j < i && entry.0 != side {
                                 self.unanswered_pings[entry.0] += 1;
+                                self.dirs[entry.0].first_unanswered_ping.get_or_insert(entry.2);
                             } else {
                                 kept.push_back(entry);
                             }
                         }
                         live.pending_pings = kept;
                         if let Some(sent) = answered_at {
-                            self.dirs[1 - side].rtt.add(ts.seconds_since(sent));
+                            let rtt = ts.seconds_since(sent);
+                            self.dirs[1 - side].rtt.add(rtt);
+                            self.record(ts, side, EventKind::Pong { rtt_s: Some(rtt) });
                         }
                     }
-                    None => self.dirs[side].unsolicited_pongs += 1,
+                    None => {
+                        self.dirs[side].unsolicited_pongs += 1;
+                        self.record(ts, side, EventKind::Pong { rtt_s: None });
+                    }
                 }
             }
             Opcode::Reserved(_) => d.reserved_opcodes += 1,
+        }
+        match h.opcode {
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
+                self.record(ts, side, EventKind::Data { frames: 1, bytes: h.payload_len })
+            }
+            Opcode::Ping => self.record(ts, side, EventKind::Ping { len: h.payload_len }),
+            Opcode::Close => {
+                if let Some(c) = &self.dirs[side].close
+                    && c.seq == seq
+                {
+                    let kind = EventKind::Close { code: c.code, reason: c.reason.clone() };
+                    self.record(ts, side, kind);
+                    self.begin_ending(side, ts, EndKind::CloseFrame);
+                }
+            }
+            _ => {}
         }
     }
 

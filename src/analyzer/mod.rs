@@ -5,6 +5,7 @@
 //! ones; decoding state is freed as soon as a connection ends.
 
 pub mod connection;
+pub mod event;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use rustc_hash::FxHashMap;
 use crate::capture::{Packet, Precision, Timestamp};
 use crate::decode::{self, Skip};
 use crate::tcp::Limits;
-pub use connection::{CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
+pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
+pub use event::{Event, EventKind, EventLog};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
@@ -23,11 +25,13 @@ pub struct Config {
     /// Open connections tracked at once; past it the least recently active one is evicted.
     pub max_flows: usize,
     pub reassembly: Limits,
+    /// Record per-connection timeline events (for `timeline` and the markdown/HTML reports).
+    pub record_events: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { keep_non_websocket: false, max_flows: 200_000, reassembly: Limits::default() }
+        Config { keep_non_websocket: false, max_flows: 200_000, reassembly: Limits::default(), record_events: false }
     }
 }
 
@@ -111,6 +115,9 @@ impl Analyzer {
         let mut conn = Connection::new(self.next_id, &seg, packet.ts, packet.precision, self.config.reassembly);
         self.next_id += 1;
         self.stats.tcp_connections += 1;
+        if self.config.record_events {
+            conn.record_events();
+        }
         conn.on_segment(&seg, packet.ts, packet.precision);
         self.flows.insert(key, conn);
     }

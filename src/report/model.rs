@@ -327,7 +327,7 @@ impl ConnectionReport {
                 |d| d.last_frame.map(|(t, op)| LastFrame { at: at(t), rel: rel(t), opcode: op.name().to_owned() }),
                 c,
             ),
-            last_activity: per_side(client, |d| d.last_payload.map(at), c),
+            last_activity: per_side(client, |d| d.last_activity.map(at), c),
             frames: per_side(client, |d| d.frames, c),
             data_frames: per_side(client, |d| d.data_frames, c),
             data_bytes: per_side(client, |d| d.data_bytes, c),

@@ -212,3 +212,116 @@ impl Reassembler {
         out(chunk);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(r: &mut Reassembler, f: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>))) -> Vec<Result<Vec<u8>, u64>> {
+        let mut got = Vec::new();
+        f(r, &mut |c| match c {
+            Chunk::Data(d) => got.push(Ok(d.to_vec())),
+            Chunk::Gap(n) => got.push(Err(n)),
+        });
+        got
+    }
+
+    #[test]
+    fn in_order_data_is_delivered_without_buffering() {
+        let mut r = Reassembler::new(Limits::default());
+        r.syn(99);
+        assert_eq!(run(&mut r, |r, o| r.segment(100, b"abc", 3, o)), vec![Ok(b"abc".to_vec())]);
+        assert_eq!(run(&mut r, |r, o| r.segment(103, b"de", 2, o)), vec![Ok(b"de".to_vec())]);
+        assert_eq!(r.offset(), 5);
+    }
+
+    #[test]
+    fn out_of_order_retransmitted_and_overlapping_segments() {
+        let mut r = Reassembler::new(Limits::default());
+        r.syn(0);
+        assert!(run(&mut r, |r, o| r.segment(4, b"def", 3, o)).is_empty());
+        assert_eq!(run(&mut r, |r, o| r.segment(1, b"abcd", 4, o)), vec![Ok(b"abcd".to_vec()), Ok(b"ef".to_vec())]);
+        assert!(run(&mut r, |r, o| r.segment(1, b"abcd", 4, o)).is_empty());
+        assert_eq!(run(&mut r, |r, o| r.segment(5, b"efgh", 4, o)), vec![Ok(b"gh".to_vec())]);
+        assert_eq!(r.stats.out_of_order, 1);
+        assert_eq!(r.stats.retransmitted, 1);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_around() {
+        let mut r = Reassembler::new(Limits::default());
+        r.syn(u32::MAX - 2);
+        let mut got = run(&mut r, |r, o| r.segment(u32::MAX - 1, b"ab", 2, o));
+        got.extend(run(&mut r, |r, o| r.segment(0, b"cd", 2, o)));
+        assert_eq!(got, vec![Ok(b"ab".to_vec()), Ok(b"cd".to_vec())]);
+    }
+
+    #[test]
+    fn snaplen_cut_becomes_a_gap_of_the_missing_length() {
+        let mut r = Reassembler::new(Limits::default());
+        r.syn(0);
+        assert_eq!(run(&mut r, |r, o| r.segment(1, b"ab", 10, o)), vec![Ok(b"ab".to_vec()), Err(8)]);
+        assert_eq!(run(&mut r, |r, o| r.segment(11, b"z", 1, o)), vec![Ok(b"z".to_vec())]);
+        assert_eq!((r.stats.gaps, r.stats.gap_bytes), (1, 8));
+    }
+
+    #[test]
+    fn a_lost_segment_is_given_up_when_the_receiver_acks_past_it() {
+        let mut r = Reassembler::new(Limits::default());
+        r.syn(0);
+        run(&mut r, |r, o| r.segment(1, b"aa", 2, o));
+        assert!(run(&mut r, |r, o| r.segment(6, b"cc", 2, o)).is_empty());
+        assert!(run(&mut r, |r, o| r.acked(3, o)).is_empty(), "nothing lost yet");
+        assert_eq!(run(&mut r, |r, o| r.acked(8, o)), vec![Err(3), Ok(b"cc".to_vec())]);
+    }
+
+    #[test]
+    fn held_bytes_are_bounded() {
+        let mut r = Reassembler::new(Limits { max_buffered: 100, max_segments: 1000 });
+        r.syn(0);
+        let mut got = Vec::new();
+        for i in 0..10u32 {
+            got.extend(run(&mut r, |r, o| r.segment(1001 + i * 50, &[1; 50], 50, o)));
+        }
+        assert!(r.buffered <= 100);
+        assert!(matches!(got.first(), Some(Err(1000))));
+    }
+
+    proptest! {
+        /// Any segmentation, order, duplication and overlap of one byte stream gives the stream back.
+        #[test]
+        fn any_segmentation_and_order_gives_the_same_stream(
+            data in proptest::collection::vec(any::<u8>(), 1..400),
+            cuts in proptest::collection::vec(0usize..400, 0..30),
+            order in proptest::collection::vec(any::<u32>(), 0..60),
+            isn in any::<u32>(),
+        ) {
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c % data.len()).collect();
+            bounds.push(0);
+            bounds.push(data.len());
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut segs: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+            // Overlapping and duplicate segments: extend some, repeat some.
+            let extra: Vec<(usize, usize)> =
+                segs.iter().enumerate().filter(|(i, _)| i % 3 == 0).map(|(_, &(a, b))| (a, (b + 7).min(data.len()))).collect();
+            segs.extend(extra);
+            for (i, key) in order.iter().enumerate() {
+                let n = segs.len();
+                segs.swap(i % n, (*key as usize) % n);
+            }
+            let mut r = Reassembler::new(Limits::default());
+            r.syn(isn);
+            let mut out = Vec::new();
+            for (a, b) in segs {
+                let seq = isn.wrapping_add(1).wrapping_add(a as u32);
+                r.segment(seq, &data[a..b], (b - a) as u32, &mut |c| match c {
+                    Chunk::Data(d) => out.extend_from_slice(d),
+                    Chunk::Gap(n) => panic!("unexpected gap of {n}"),
+                });
+            }
+            prop_assert_eq!(out, data);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Diagnosis: from the facts of each connection (and of all of them together) to named root causes,
+//! each with its evidence and a fix hint. Every id is documented in docs/diagnosis.md.
+//!
+//! Rules never fire on a connection whose close handshake completed normally: false alarms are bugs.
+
+mod fleet;
+mod proxy;
+mod rules;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::analyzer::{Connection, Side};
+use crate::capture::Timestamp;
+
+/// One named cause with its evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// Stable identifier (`idle-timeout`, `abnormal-closure`...).
+    pub id: String,
+    /// One line for people.
+    pub summary: String,
+    /// Numbers and times behind it.
+    pub evidence: BTreeMap<String, Value>,
+    /// What to change.
+    pub fix: String,
+}
+
+impl Diagnosis {
+    fn new(id: &str, summary: String, fix: &str) -> Self {
+        Diagnosis { id: id.to_owned(), summary, evidence: BTreeMap::new(), fix: fix.to_owned() }
+    }
+
+    fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.evidence.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Rank for choosing the main diagnosis: root causes before symptoms.
+    fn rank(&self) -> usize {
+        RANKING.iter().position(|id| *id == self.id).unwrap_or(RANKING.len())
+    }
+}
+
+/// Root causes first, then what they cause (an idle timeout explains an abnormal closure).
+const RANKING: &[&str] = &[
+    "handshake-failed",
+    "refused",
+    "overloaded",
+    "message-too-big",
+    "protocol-error",
+    "proxy-legs",
+    "idle-timeout",
+    "unanswered-ping",
+    "one-way-heartbeat",
+    "heartbeat-too-slow",
+    "no-heartbeat",
+    "peer-unreachable",
+    "middlebox-reset",
+    "server-going-away",
+    "mass-close",
+    "close-unanswered",
+    "abnormal-closure",
+    "reconnect-storm",
+    "duplicate-connection",
+];
+
+/// Every diagnosis id with a one-line meaning (printed by `wsclose explain`, kept in docs/diagnosis.md).
+pub const IDS: &[(&str, &str)] = &[
+    ("idle-timeout", "the connection was ended after N seconds without traffic: an intermediary's or a peer's idle timeout"),
+    ("no-heartbeat", "an idle timeout hit a connection on which neither side sent pings"),
+    ("heartbeat-too-slow", "pings were sent, but less often than every half of the idle timeout that ended the connection"),
+    ("one-way-heartbeat", "in the final idle window traffic flowed one way only (pings never answered or never arriving)"),
+    ("unanswered-ping", "pings got no pong before the end: a dead or half-open peer"),
+    ("abnormal-closure", "TCP ended (FIN or RST) without any close frame: browsers report 1006"),
+    ("close-unanswered", "a close frame got no close reply before TCP ended"),
+    ("server-going-away", "the server closed with 1001 (going away) or 1012 (service restart)"),
+    ("mass-close", "many connections were ended by the same side within a short window"),
+    ("reconnect-storm", "clients reconnected right after closes without backing off"),
+    ("duplicate-connection", "a client holds two connections to the same endpoint, the older one silent"),
+    ("message-too-big", "a side closed with 1009 after a message larger than it accepts"),
+    ("protocol-error", "a protocol violation: 1002/1007 closes, masking errors, bad control frames, RSV bits, invalid close codes"),
+    ("handshake-failed", "the upgrade was refused (non-101), or the request lacked the Upgrade/Connection headers"),
+    ("peer-unreachable", "one side kept retransmitting without acknowledgement before a RST or the end"),
+    ("refused", "connection attempts to a WebSocket server were answered with RST"),
+    ("overloaded", "connection attempts got no answer, or a side advertised a zero window"),
+    ("middlebox-reset", "a RST whose TTL differs from everything that endpoint sent before: forged by a box in between"),
+    ("proxy-legs", "a proxy's two legs of one WebSocket, which ended first and who ended it"),
+];
+
+/// Well-known idle timeouts, for naming what a measured idle time matches.
+pub const KNOWN_TIMEOUTS: &[(f64, &str)] = &[
+    (30.0, "GCP load balancer backend timeout (30 s)"),
+    (50.0, "HAProxy sample config `timeout client/server 50s`"),
+    (55.0, "Heroku router idle timeout (55 s)"),
+    (60.0, "nginx proxy_read_timeout / proxy_send_timeout default (60 s)"),
+    (60.0, "AWS ALB / ELB idle timeout default (60 s)"),
+    (100.0, "Cloudflare proxy idle timeout (100 s)"),
+    (240.0, "Azure Load Balancer idle timeout default (4 min)"),
+    (350.0, "AWS NLB / Gateway LB TCP idle timeout (350 s)"),
+    (3600.0, "HAProxy `timeout tunnel 1h` (a common setting)"),
+];
+
+/// Facts every rule needs, resolved once per connection.
+pub struct View<'a> {
+    pub conn: &'a Connection,
+    pub client: Side,
+    pub server: Side,
+    /// The outcome as reported (clean, abnormal...).
+    pub outcome: crate::report::Outcome,
+}
+
+impl<'a> View<'a> {
+    pub fn role(&self, side: Side) -> &'static str {
+        if side == self.client { "client" } else { "server" }
+    }
+}
+
+fn seconds(a: Timestamp, b: Timestamp) -> f64 {
+    b.seconds_since(a)
+}
+
+/// Rounds to milliseconds for evidence (numbers people read, not compute with).
+fn ms(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Runs every rule; returns the diagnoses of each connection by id, main one first.
+pub fn diagnose(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> BTreeMap<u64, Vec<Diagnosis>> {
+    let mut found: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
+    let idle = rules::idle_candidates(views);
+    let clusters = fleet::idle_clusters(&idle);
+    for (i, v) in views.iter().enumerate() {
+        let list = rules::per_connection(v, idle.get(i).copied().flatten(), clusters.get(&i), time);
+        if !list.is_empty() {
+            found.entry(v.conn.id).or_default().extend(list);
+        }
+    }
+    for (id, d) in fleet::across(views, time).into_iter().chain(proxy::pair_legs(views, time)) {
+        found.entry(id).or_default().push(d);
+    }
+    for list in found.values_mut() {
+        list.sort_by_key(Diagnosis::rank);
+        list.dedup_by(|a, b| a.id == b.id && a.summary == b.summary);
+    }
+    found
+}
+
+/// Which well-known defaults a measured idle time is close to.
+pub fn matching_defaults(idle_s: f64) -> Vec<&'static str> {
+    KNOWN_TIMEOUTS
+        .iter()
+        .filter(|(t, _)| (idle_s - t).abs() <= (t * 0.01).max(0.5))
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+/// Whether a duration sits on a round number of seconds, as timers configured in seconds fire.
+pub fn is_round(idle_s: f64) -> bool {
+    (idle_s - idle_s.round()).abs() <= (idle_s * 0.002).max(0.1)
+}
