@@ -57,7 +57,8 @@ fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
             && args.port.is_none_or(|p| port_of(&c.client) == Some(p) || port_of(&c.server) == Some(p))
             && args.conn.is_none_or(|id| c.id == id)
     };
-    let report = model::build(&analysis, &files, warnings, errors.clone(), &tf, keep);
+    let opts = model::BuildOptions { files: &files, warnings, errors: errors.clone(), time: tf, all: args.all };
+    let report = model::build(&analysis, opts, keep);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     crate::report::write(&report, args.format, &mut out)?;

@@ -126,6 +126,8 @@ pub struct DirFacts {
     /// Size of the message being received, and of the largest one (for 1009 evidence).
     pub message_len: u64,
     pub largest_message: u64,
+    /// Largest payload of any single frame, control frames included.
+    pub largest_frame: u64,
     pub rtt: RttStats,
 
     pub reassembly: ReassemblyStats,
@@ -469,6 +471,7 @@ impl Connection {
         let h = &frame.header;
         let d = &mut self.dirs[side];
         d.frames += 1;
+        d.largest_frame = d.largest_frame.max(h.payload_len);
         d.first_frame.get_or_insert(ts);
         d.last_frame = Some((ts, h.opcode));
         if d.close.is_some() {
@@ -598,6 +601,11 @@ impl Connection {
             d.close.as_ref().is_some_and(|c| c.code.is_some_and(|code| close::classify(code) != CodeClass::Invalid))
         });
         bad == 0 && (valid_close || frames >= 3)
+    }
+
+    /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
+    pub fn is_failed_attempt(&self) -> bool {
+        self.syn.is_some() && self.syn_ack.is_none() && self.dirs.iter().all(|d| d.payload_bytes == 0)
     }
 
     /// Which endpoint is the client, and how that was decided.

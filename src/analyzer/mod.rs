@@ -59,8 +59,12 @@ fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
     if a <= b { (a, b) } else { (b, a) }
 }
 
+/// Failed connection attempts kept for the report (a SYN flood must not fill memory).
+const MAX_FAILED_ATTEMPTS_KEPT: u64 = 100_000;
+
 pub struct Analyzer {
     config: Config,
+    attempts_kept: u64,
     flows: FxHashMap<FlowKey, Connection>,
     done: Vec<Connection>,
     next_id: u64,
@@ -76,7 +80,7 @@ pub struct Analysis {
 
 impl Analyzer {
     pub fn new(config: Config) -> Self {
-        Analyzer { config, flows: FxHashMap::default(), done: Vec::new(), next_id: 0, stats: PacketStats::default() }
+        Analyzer { config, attempts_kept: 0, flows: FxHashMap::default(), done: Vec::new(), next_id: 0, stats: PacketStats::default() }
     }
 
     pub fn ingest(&mut self, packet: &Packet<'_>) {
@@ -138,7 +142,11 @@ impl Analyzer {
     }
 
     fn retire(&mut self, conn: Connection) {
-        if self.config.keep_non_websocket || conn.is_websocket() {
+        // Failed attempts are kept (up to a cap) as evidence of refusals and reconnect storms; the
+        // report shows those aimed at a WebSocket server.
+        let attempt = conn.is_failed_attempt() && self.attempts_kept < MAX_FAILED_ATTEMPTS_KEPT;
+        if self.config.keep_non_websocket || conn.is_websocket() || attempt {
+            self.attempts_kept += u64::from(attempt);
             self.done.push(conn);
         }
     }

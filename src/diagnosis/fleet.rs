@@ -1,14 +1,260 @@
-//! Rules across connections: idle clusters, mass closes, reconnect storms, duplicates.
-use std::collections::BTreeMap;
+//! Rules across connections: idle clusters, mass closes, refused attempts, reconnect storms and
+//! duplicate connections. One connection rarely proves a cause; many that agree do.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::SocketAddr;
 
 use super::rules::Idle;
-use super::{Diagnosis, View};
+use super::{Diagnosis, View, ms, seconds};
+use crate::analyzer::EndKind;
 use crate::capture::Timestamp;
+use crate::report::Outcome;
 
-pub fn idle_clusters(_idle: &[Option<Idle>]) -> BTreeMap<usize, (usize, f64)> {
-    BTreeMap::new()
+/// Endings closer together than this count as simultaneous.
+const MASS_WINDOW_S: f64 = 1.0;
+const MASS_MIN: usize = 3;
+/// A new connection this soon after an old one from the same client ended is a reconnect.
+const RECONNECT_WITHIN_S: f64 = 60.0;
+/// Reconnect chains this long with intervals this short and no growth are a storm.
+const STORM_MIN_RETRIES: usize = 3;
+const STORM_MAX_INTERVAL_S: f64 = 5.0;
+/// Intervals growing by this factor at least are exponential backoff.
+const BACKOFF_FACTOR: f64 = 1.5;
+
+/// Groups connections that ended after the same idle time, by the same role: index → (size, mean).
+pub fn idle_clusters(views: &[View<'_>], idle: &[Option<Idle>]) -> BTreeMap<usize, (usize, f64)> {
+    let mut items: Vec<(&'static str, f64, usize)> = idle
+        .iter()
+        .enumerate()
+        .filter_map(|(i, x)| x.map(|x| (views[i].role(x.side), x.idle_s, i)))
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
+    let mut out = BTreeMap::new();
+    let mut start = 0;
+    while start < items.len() {
+        let (role, first, _) = items[start];
+        let tolerance = (first * 0.01).max(0.5);
+        let end = items[start..].iter().position(|(r, s, _)| *r != role || s - first > tolerance).map_or(items.len(), |p| start + p);
+        let group = &items[start..end];
+        let mean = group.iter().map(|g| g.1).sum::<f64>() / group.len() as f64;
+        for (_, _, i) in group {
+            out.insert(*i, (group.len(), mean));
+        }
+        start = end;
+    }
+    out
 }
 
-pub fn across(_views: &[View<'_>], _time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
-    Vec::new()
+pub fn across(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
+    let mut out = Vec::new();
+    mass_close(views, time, &mut out);
+    refused(views, &mut out);
+    reconnects(views, time, &mut out);
+    duplicates(views, time, &mut out);
+    out
+}
+
+fn mass_close(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+    // Endings that are not a client's normal close: a server's close, or TCP dropped by either side.
+    let mut endings: Vec<(Timestamp, &'static str, usize)> = views
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let e = v.conn.ending?;
+            let normal_client_close = e.side == v.client
+                && e.kind == EndKind::CloseFrame
+                && v.conn.closes().0.is_some_and(|(_, f)| matches!(f.code, None | Some(1000 | 1001)));
+            (!normal_client_close && v.outcome != Outcome::Refused).then_some((e.at, v.role(e.side), i))
+        })
+        .collect();
+    endings.sort_by_key(|e| (e.1, e.0));
+    let mut reported: HashSet<usize> = HashSet::new();
+    for (k, &(t0, role, _)) in endings.iter().enumerate() {
+        let group: Vec<&(Timestamp, &str, usize)> =
+            endings[k..].iter().take_while(|(t, r, _)| *r == role && seconds(t0, *t) <= MASS_WINDOW_S).collect();
+        if group.len() < MASS_MIN || group.iter().all(|(_, _, i)| reported.contains(i)) {
+            continue;
+        }
+        let last = group.last().map_or(t0, |g| g.0);
+        // Only a large share of what was open at the time is a mass event, not a busy server's churn.
+        let open = views
+            .iter()
+            .filter(|v| v.outcome != Outcome::Refused && v.conn.first_packet <= t0 && v.conn.ending.is_none_or(|e| e.at >= t0))
+            .count();
+        if group.len() * 2 < open {
+            continue;
+        }
+        for (_, _, i) in &group {
+            reported.insert(*i);
+            out.push((
+                views[*i].conn.id,
+                Diagnosis::new(
+                    "mass-close",
+                    format!(
+                        "{} of {open} open connections were ended by the {role} within {:.3} s at {}: a restart, deploy, reload or partition",
+                        group.len(),
+                        seconds(t0, last),
+                        time(t0)
+                    ),
+                    "drain before restarting (stop accepting, close with 1001/1012 gradually), and reconnect with backoff and jitter",
+                )
+                .with("ended_by", role)
+                .with("connections", group.len() as u64)
+                .with("open_at_the_time", open as u64)
+                .with("from", time(t0))
+                .with("window_s", ms(seconds(t0, last))),
+            ));
+        }
+    }
+}
+
+fn refused(views: &[View<'_>], out: &mut Vec<(u64, Diagnosis)>) {
+    for v in views.iter().filter(|v| v.outcome == Outcome::Refused) {
+        let c = v.conn;
+        let syns = c.dirs[v.client].packets;
+        let d = if let Some(rst) = c.dirs[v.server].first_rst {
+            Diagnosis::new(
+                "refused",
+                format!("the connection attempt was answered with RST after {:.3} s: nothing listening (server down or restarting)", seconds(c.first_packet, rst)),
+                "check that the server is up and listening; clients should retry with backoff",
+            )
+            .with("syns", syns)
+        } else {
+            Diagnosis::new(
+                "overloaded",
+                format!("{syns} SYN(s) over {:.1} s got no answer: listen backlog full, a firewall dropping, or the host down", seconds(c.first_packet, c.last_packet)),
+                "check the server's accept backlog (somaxconn, listen queue overflows) and any firewall on the path",
+            )
+            .with("syns", syns)
+        };
+        out.push((c.id, d));
+    }
+}
+
+/// Endpoint key of a client: its address without the port (a reconnect uses a new port).
+fn client_ip(v: &View<'_>) -> std::net::IpAddr {
+    v.conn.endpoints[v.client].ip()
+}
+
+fn server_of(v: &View<'_>) -> SocketAddr {
+    v.conn.endpoints[v.server]
+}
+
+/// When a connection was over, as far as its client could tell.
+fn ended_at(v: &View<'_>) -> Option<Timestamp> {
+    if v.outcome == Outcome::Open { None } else { Some(v.conn.ending.map_or(v.conn.last_packet, |e| e.at)) }
+}
+
+fn reconnects(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+    let mut order: Vec<usize> = (0..views.len()).collect();
+    order.sort_by_key(|&i| views[i].conn.first_packet);
+    // previous[i] = the connection i reconnected after, with the interval.
+    let mut previous: BTreeMap<usize, (usize, f64)> = BTreeMap::new();
+    let mut taken: BTreeSet<usize> = BTreeSet::new();
+    for (pos, &i) in order.iter().enumerate() {
+        let v = &views[i];
+        let start = v.conn.first_packet;
+        let candidate = order[..pos]
+            .iter()
+            .rev()
+            .filter(|&&j| !taken.contains(&j))
+            .filter(|&&j| client_ip(&views[j]) == client_ip(v) && server_of(&views[j]) == server_of(v))
+            .filter_map(|&j| ended_at(&views[j]).map(|e| (j, seconds(e, start))))
+            .find(|(_, gap)| (0.0..=RECONNECT_WITHIN_S).contains(gap));
+        if let Some((j, gap)) = candidate {
+            taken.insert(j);
+            previous.insert(i, (j, gap));
+        }
+    }
+    // Walk each chain back from its last attempt.
+    let heads: Vec<usize> = previous.keys().copied().filter(|i| !previous.values().any(|(j, _)| j == i)).collect();
+    for head in heads {
+        let mut chain = vec![head];
+        let mut intervals = Vec::new();
+        let mut cur = head;
+        while let Some(&(prev, gap)) = previous.get(&cur) {
+            intervals.push(gap);
+            chain.push(prev);
+            cur = prev;
+        }
+        chain.reverse();
+        intervals.reverse();
+        if intervals.len() < STORM_MIN_RETRIES {
+            continue;
+        }
+        let backoff = intervals.windows(2).all(|w| w[1] >= w[0] * BACKOFF_FACTOR);
+        let ratios: Vec<f64> = intervals.windows(2).filter(|w| w[0] > 0.0).map(|w| w[1] / w[0]).collect();
+        let jitter = ratios.windows(2).any(|r| (r[0] - r[1]).abs() > 0.05 * r[0].max(r[1]));
+        let fast = intervals.iter().all(|g| *g <= STORM_MAX_INTERVAL_S);
+        if backoff || !fast {
+            continue;
+        }
+        let shown: Vec<f64> = intervals.iter().map(|g| ms(*g)).collect();
+        let first = &views[chain[0]];
+        let d = Diagnosis::new(
+            "reconnect-storm",
+            format!(
+                "{} reconnected to {} {} times, {:.3}-{:.3} s after each close, without backing off",
+                client_ip(first),
+                server_of(first),
+                intervals.len(),
+                intervals.iter().copied().fold(f64::INFINITY, f64::min),
+                intervals.iter().copied().fold(0.0, f64::max)
+            ),
+            "reconnect with exponential backoff (e.g. 1 s doubling to 30 s) and random jitter, so a restart is not followed by a stampede",
+        )
+        .with("retry_intervals_s", shown)
+        .with("exponential_backoff", backoff)
+        .with("jitter", jitter)
+        .with("connections", chain.iter().map(|&i| views[i].conn.id).collect::<Vec<_>>())
+        .with("from", time(first.conn.first_packet));
+        for &i in &chain {
+            out.push((views[i].conn.id, d.clone()));
+        }
+    }
+}
+
+/// Silence, in both directions, that makes the older of two parallel connections a leftover.
+const DUPLICATE_SILENT_S: f64 = 30.0;
+
+fn duplicates(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+    let ws: Vec<&View<'_>> = views.iter().filter(|v| v.outcome != Outcome::Refused && v.conn.is_websocket()).collect();
+    for old in &ws {
+        let ua = |v: &View<'_>| v.conn.handshake.request.as_ref().and_then(|(_, _, r)| r.user_agent.clone());
+        let path = |v: &View<'_>| v.conn.handshake.request.as_ref().map(|(_, _, r)| r.path.clone());
+        let old_end = ended_at(old).unwrap_or(old.conn.last_packet);
+        let newer = ws.iter().find(|n| {
+            n.conn.id != old.conn.id
+                && n.conn.first_packet > old.conn.first_packet
+                && n.conn.first_packet < old_end
+                && client_ip(n) == client_ip(old)
+                && server_of(n) == server_of(old)
+                && path(n).is_some()
+                && path(n) == path(old)
+                && ua(n).is_some()
+                && ua(n) == ua(old)
+                && n.conn.dirs.iter().any(|d| d.frames > 0)
+        });
+        let Some(newer) = newer else { continue };
+        // The older one said nothing at all, not even a ping, from the newer one's start on.
+        let last_old = old.conn.dirs.iter().filter_map(|d| d.last_activity).max().unwrap_or(old.conn.first_packet);
+        let silent = seconds(last_old.max(newer.conn.first_packet), old_end);
+        if last_old <= newer.conn.first_packet && silent >= DUPLICATE_SILENT_S {
+            out.push((
+                old.conn.id,
+                Diagnosis::new(
+                    "duplicate-connection",
+                    format!(
+                        "the client opened connection {} to the same endpoint at {} while this one stayed open and silent for {:.1} s",
+                        newer.conn.id,
+                        time(newer.conn.first_packet),
+                        silent
+                    ),
+                    "close the old socket before reconnecting; a client that leaks connections doubles server load and misses messages",
+                )
+                .with("newer_connection", newer.conn.id)
+                .with("silent_s", ms(silent)),
+            ));
+        }
+    }
 }

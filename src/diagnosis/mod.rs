@@ -131,7 +131,7 @@ fn ms(x: f64) -> f64 {
 pub fn diagnose(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> BTreeMap<u64, Vec<Diagnosis>> {
     let mut found: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
     let idle = rules::idle_candidates(views);
-    let clusters = fleet::idle_clusters(&idle);
+    let clusters = fleet::idle_clusters(views, &idle);
     for (i, v) in views.iter().enumerate() {
         let list = rules::per_connection(v, idle.get(i).copied().flatten(), clusters.get(&i), time);
         if !list.is_empty() {

@@ -1,7 +1,128 @@
-//! Pairing the two legs of a proxied WebSocket (client↔proxy, proxy↔upstream).
-use super::{Diagnosis, View};
-use crate::capture::Timestamp;
+//! A capture on a proxy host (`-i any`, or `lo` with the upstream local) holds both legs of each
+//! proxied WebSocket: client↔proxy and proxy↔upstream. nginx and HAProxy forward the client's
+//! `Sec-WebSocket-Key` unchanged, which pairs the legs exactly; otherwise the same path requested
+//! by the proxy within a second of the client's request pairs them. Then: which leg ended first, and
+//! who ended it.
 
-pub fn pair_legs(_views: &[View<'_>], _time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
-    Vec::new()
+use super::{Diagnosis, View, ms, seconds};
+use crate::analyzer::{EndKind, Ending};
+use crate::capture::Timestamp;
+use crate::report::Outcome;
+
+/// The upstream request follows the client's by at most this much.
+const PAIR_WITHIN_S: f64 = 1.0;
+/// Endings of the two legs this close together are one action of the proxy.
+const SAME_ACTION_S: f64 = 0.5;
+
+fn request_of<'a>(v: &View<'a>) -> Option<(Timestamp, &'a crate::websocket::handshake::UpgradeRequest)> {
+    v.conn.handshake.request.as_ref().map(|(t, _, r)| (*t, r.as_ref()))
+}
+
+fn how(e: &Ending, v: &View<'_>) -> String {
+    match e.kind {
+        EndKind::CloseFrame => {
+            let code = v.conn.dirs[e.side].close.as_ref().and_then(|c| c.code);
+            format!("a close frame ({})", code.map_or("no code".to_owned(), |c| c.to_string()))
+        }
+        EndKind::Fin => "a FIN".to_owned(),
+        EndKind::Rst => "a RST".to_owned(),
+    }
+}
+
+pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
+    let mut out = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    for front in views {
+        let Some((t_front, req_front)) = request_of(front) else { continue };
+        if used.contains(&front.conn.id) {
+            continue;
+        }
+        // The upstream leg: a later request from the proxy host (the front leg's server address)
+        // with the same key, else the same path, soon after.
+        let proxy_ip = front.conn.endpoints[front.server].ip();
+        let candidates = views.iter().filter(|up| {
+            up.conn.id != front.conn.id
+                && !used.contains(&up.conn.id)
+                && up.conn.endpoints[up.server] != front.conn.endpoints[front.server]
+        });
+        let mut best: Option<(&View<'_>, &str)> = None;
+        for up in candidates {
+            let Some((t_up, req_up)) = request_of(up) else { continue };
+            let dt = seconds(t_front, t_up);
+            if !(0.0..=PAIR_WITHIN_S).contains(&dt) {
+                continue;
+            }
+            if req_front.key.is_some() && req_front.key == req_up.key {
+                best = Some((up, "same Sec-WebSocket-Key"));
+                break;
+            }
+            // Without the key, only a request from the proxy's own address counts.
+            if best.is_none() && req_front.path == req_up.path && up.conn.endpoints[up.client].ip() == proxy_ip {
+                best = Some((up, "same path within a second"));
+            }
+        }
+        let Some((up, evidence)) = best else { continue };
+        used.insert(front.conn.id);
+        used.insert(up.conn.id);
+        let (Some(ef), Some(eu)) = (front.conn.ending, up.conn.ending) else { continue };
+        // Two clean close handshakes are no fault to explain.
+        if front.outcome == Outcome::Clean && up.outcome == Outcome::Clean {
+            continue;
+        }
+        let gap = seconds(ef.at.min(eu.at), ef.at.max(eu.at));
+        // Roles on each leg: the proxy is the server of the front leg and the client of the upstream one.
+        let proxy_ended_front = ef.side == front.server;
+        let proxy_ended_up = eu.side == up.client;
+        let last_frame = [front, up]
+            .iter()
+            .flat_map(|v| v.conn.dirs.iter().filter_map(|d| d.last_frame.map(|(t, _)| t)))
+            .filter(|t| *t <= ef.at.min(eu.at))
+            .max();
+        let summary = if proxy_ended_front && proxy_ended_up && gap <= SAME_ACTION_S {
+            let idle = last_frame.map(|t| seconds(t, ef.at.min(eu.at)));
+            match idle {
+                Some(idle) if idle >= super::rules::MIN_IDLE_S => format!(
+                    "the proxy ended both legs ({} to the client, {} to upstream) {:.1} s after the last frame: its own idle timeout",
+                    how(&ef, front),
+                    how(&eu, up),
+                    idle
+                ),
+                _ => format!("the proxy ended both legs ({} to the client, {} to upstream) within {:.1} ms", how(&ef, front), how(&eu, up), gap * 1e3),
+            }
+        } else if eu.at <= ef.at && !proxy_ended_up {
+            let relay = if proxy_ended_front {
+                format!("the proxy relayed it to the client {:.1} ms later", seconds(eu.at, ef.at) * 1e3)
+            } else {
+                "the client ended its leg itself".to_owned()
+            };
+            format!("upstream ended first with {} at {}; {relay}", how(&eu, up), time(eu.at))
+        } else if ef.at <= eu.at && !proxy_ended_front {
+            let relay = if proxy_ended_up {
+                format!("the proxy relayed it upstream {:.1} ms later", seconds(ef.at, eu.at) * 1e3)
+            } else {
+                "upstream ended its leg itself".to_owned()
+            };
+            format!("the client ended first with {} at {}; {relay}", how(&ef, front), time(ef.at))
+        } else if ef.at <= eu.at {
+            format!("the proxy ended the client's leg first with {} at {}, upstream's {:.1} ms later", how(&ef, front), time(ef.at), gap * 1e3)
+        } else {
+            format!("the proxy ended the upstream leg first with {} at {}, the client's {:.1} ms later", how(&eu, up), time(eu.at), gap * 1e3)
+        };
+        let d = Diagnosis::new(
+            "proxy-legs",
+            summary,
+            "the leg that ended first names the actor: tune that component (proxy timeouts, upstream restarts, client behaviour)",
+        )
+        .with("client_leg", front.conn.id)
+        .with("upstream_leg", up.conn.id)
+        .with("paired_by", evidence)
+        .with("client_leg_ended_by", if proxy_ended_front { "proxy" } else { "client" })
+        .with("upstream_leg_ended_by", if proxy_ended_up { "proxy" } else { "upstream" })
+        .with("client_leg_ended_at", time(ef.at))
+        .with("upstream_leg_ended_at", time(eu.at))
+        .with("between_endings_ms", ms(gap * 1e3));
+        out.push((front.conn.id, d.clone()));
+        out.push((up.conn.id, d));
+    }
+    out
 }

@@ -121,15 +121,17 @@ pub fn per_connection(
                 Diagnosis::new(
                     "message-too-big",
                     format!(
-                        "the {} closed with 1009 after the {} sent a {}-byte message",
+                        "the {} closed with 1009 after the {} sent a {}-byte {}",
                         role(side),
                         role(other),
-                        c.dirs[other].largest_message
+                        c.dirs[other].largest_message.max(c.dirs[other].largest_frame),
+                        if c.dirs[other].largest_frame > c.dirs[other].largest_message { "frame" } else { "message" }
                     ),
                     "raise the receiver's maximum message size (e.g. websockets max_size, ws maxPayload) or split messages",
                 )
                 .with("closed_by", role(side))
                 .with("largest_message_bytes", c.dirs[other].largest_message)
+                .with("largest_frame_bytes", c.dirs[other].largest_frame)
                 .with("reason", f.reason.clone()),
             ),
             Some(code @ (1002 | 1007)) => out.push(
@@ -284,9 +286,19 @@ pub fn per_connection(
             if let Some((side, f)) = c.closes().0 {
                 let d = &c.dirs[side];
                 let tcp_end = [d.first_fin, d.first_rst].into_iter().flatten().min();
+                let other = &c.dirs[1 - side];
+                let other_gone = [other.first_fin, other.first_rst].into_iter().flatten().min().filter(|t| *t <= f.at);
                 let mut diag = Diagnosis::new(
                     "close-unanswered",
-                    match tcp_end {
+                    match (other_gone, tcp_end) {
+                        (Some(gone), _) => format!(
+                            "the {} had already ended TCP without a close frame at {} ({:.3} s before the {}'s close, which went unanswered)",
+                            role(1 - side),
+                            time(gone),
+                            seconds(gone, f.at),
+                            role(side)
+                        ),
+                        (None, tcp_end) => match tcp_end {
                         Some(t) => format!(
                             "the {} sent close {} and got no reply; it ended TCP {:.3} s later",
                             role(side),
@@ -294,6 +306,7 @@ pub fn per_connection(
                             seconds(f.at, t)
                         ),
                         None => format!("the {} sent a close frame and got no reply before the other side ended TCP", role(side)),
+                    },
                     },
                     "the other side did not answer the close: it may be dead, blocked, or closing TCP without the close handshake",
                 )

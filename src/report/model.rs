@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::time::TimeFormat;
 use crate::analyzer::{Analysis, CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
 use crate::capture::Timestamp;
+use crate::diagnosis::{Diagnosis, View};
 use crate::websocket::close;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -20,6 +21,8 @@ pub enum Outcome {
     CloseUnanswered,
     Open,
     HandshakeFailed,
+    /// A TCP connection attempt to a WebSocket server answered with RST or never answered.
+    Refused,
     /// Only with `--all`: a TCP connection that is not WebSocket.
     NotWebsocket,
 }
@@ -32,6 +35,7 @@ impl Outcome {
             Outcome::CloseUnanswered => "close-unanswered",
             Outcome::Open => "open",
             Outcome::HandshakeFailed => "handshake-failed",
+            Outcome::Refused => "refused",
             Outcome::NotWebsocket => "not-websocket",
         }
     }
@@ -43,6 +47,7 @@ impl Outcome {
             Outcome::CloseUnanswered,
             Outcome::Open,
             Outcome::HandshakeFailed,
+            Outcome::Refused,
             Outcome::NotWebsocket,
         ]
         .into_iter()
@@ -193,6 +198,8 @@ pub struct ConnectionReport {
     /// Frames were found without a captured handshake (a capture that starts mid-connection).
     pub mid_stream: bool,
     pub notes: Vec<String>,
+    /// Named causes, the main one first (docs/diagnosis.md).
+    pub diagnosis: Vec<Diagnosis>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -236,7 +243,7 @@ fn per_side<T>(client: Side, f: impl Fn(&DirFacts) -> T, c: &Connection) -> PerS
 
 pub fn outcome_of(c: &Connection) -> Outcome {
     if !c.is_websocket() {
-        return Outcome::NotWebsocket;
+        return if c.is_failed_attempt() { Outcome::Refused } else { Outcome::NotWebsocket };
     }
     if c.handshake_failed() {
         return Outcome::HandshakeFailed;
@@ -353,6 +360,7 @@ impl ConnectionReport {
             },
             mid_stream: c.handshake.request.is_none() && c.handshake.response.is_none() && c.is_websocket(),
             notes: c.anomalies.clone(),
+            diagnosis: Vec::new(),
         }
     }
 }
@@ -381,21 +389,56 @@ impl Summary {
     }
 }
 
-/// Builds the report, keeping the connections `keep` accepts.
-pub fn build(
-    analysis: &Analysis,
-    files: &[String],
-    warnings: Vec<String>,
-    errors: Vec<String>,
-    tf: &TimeFormat,
-    keep: impl Fn(&ConnectionReport) -> bool,
-) -> Report {
-    let connections: Vec<ConnectionReport> = analysis
+/// What goes into a report besides the analysis.
+pub struct BuildOptions<'a> {
+    pub files: &'a [String],
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+    pub time: TimeFormat,
+    /// List every TCP connection, not only WebSocket ones and attempts to WebSocket servers.
+    pub all: bool,
+}
+
+/// Builds the report, keeping the connections `keep` accepts (diagnosis sees all of them first).
+pub fn build(analysis: &Analysis, opts: BuildOptions<'_>, keep: impl Fn(&ConnectionReport) -> bool) -> Report {
+    let tf = &opts.time;
+    let views: Vec<View<'_>> = analysis
         .connections
         .iter()
-        .map(|c| ConnectionReport::from_connection(c, tf))
+        .map(|c| {
+            let (client, _) = c.roles();
+            View { conn: c, client, server: 1 - client, outcome: outcome_of(c) }
+        })
+        .collect();
+    // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
+    let ws_servers: std::collections::HashSet<std::net::SocketAddr> = views
+        .iter()
+        .filter(|v| !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket))
+        .map(|v| v.conn.endpoints[v.server])
+        .collect();
+    let shown: Vec<View<'_>> = views
+        .into_iter()
+        .filter(|v| match v.outcome {
+            Outcome::NotWebsocket => opts.all,
+            Outcome::Refused => opts.all || ws_servers.contains(&v.conn.endpoints[v.server]),
+            _ => true,
+        })
+        .collect();
+
+    let default_precision = analysis.stats.precision;
+    let time = |t: Timestamp| tf.format(t, default_precision);
+    let mut diagnoses = crate::diagnosis::diagnose(&shown, &time);
+
+    let connections: Vec<ConnectionReport> = shown
+        .iter()
+        .map(|v| {
+            let mut r = ConnectionReport::from_connection(v.conn, tf);
+            r.diagnosis = diagnoses.remove(&v.conn.id).unwrap_or_default();
+            r
+        })
         .filter(|c| keep(c))
         .collect();
+    let (files, warnings, errors) = (opts.files, opts.warnings, opts.errors);
     let st = &analysis.stats;
     let precision = st.precision;
     Report {

@@ -38,6 +38,7 @@ fn row(c: &ConnectionReport) -> Vec<String> {
         tcp_cell(&c.first_fin),
         tcp_cell(&c.first_rst),
         c.outcome.as_str().to_owned(),
+        c.diagnosis.first().map_or_else(|| "-".to_owned(), |d| d.id.clone()),
     ]
 }
 
@@ -48,7 +49,7 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let mut b = Builder::default();
         b.push_record([
             "ID", "CLIENT", "SERVER", "PATH", "START", "DURATION", "CLOSED BY", "REPLY", "REASON", "FIN BY", "RST BY",
-            "OUTCOME",
+            "OUTCOME", "DIAGNOSIS",
         ]);
         for c in &report.connections {
             b.push_record(row(c));
@@ -56,6 +57,16 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let mut table = b.build();
         table.with(Style::psql());
         writeln!(out, "{table}")?;
+        let diagnosed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| !c.diagnosis.is_empty()).collect();
+        if !diagnosed.is_empty() {
+            writeln!(out, "\nWhy:")?;
+            for c in diagnosed {
+                if let Some(d) = c.diagnosis.first() {
+                    writeln!(out, "  #{} {}: {}", c.id, d.id, terminal(&d.summary))?;
+                    writeln!(out, "      fix: {}", d.fix)?;
+                }
+            }
+        }
     }
     write_summary(report, out)
 }
