@@ -8,13 +8,51 @@ use anyhow::{Context, Result, bail};
 
 use crate::analyzer::{Analyzer, Config};
 use crate::capture::MergedReader;
-use crate::cli::{AnalyzeArgs, Cli, Command};
-use crate::report::model::{self, ConnectionReport, Outcome};
+use crate::cli::{Cli, Command, Filters, Input};
+use crate::report::model::{self, ConnectionReport, Outcome, Report};
 use crate::report::time::TimeFormat;
+use crate::report::{self as printers, Format};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Analyze(args) => analyze(&args),
+        Command::Analyze(args) => {
+            let events = args.events || args.format.needs_events();
+            let (report, failed) = analyze(&args.input, &args.filters, events)?;
+            let mut report = report;
+            if !events || args.format == Format::Json && !args.events {
+                report.connections.iter_mut().for_each(|c| c.timeline = None);
+            }
+            print(|out| printers::write(&report, args.format, out))?;
+            Ok(exit(failed))
+        }
+        Command::Timeline(args) => {
+            let (report, failed) = analyze(&args.input, &args.filters, true)?;
+            print(|out| printers::timeline::write(&report, out))?;
+            Ok(exit(failed))
+        }
+        Command::Explain => {
+            print(|out| {
+                for (id, meaning) in crate::diagnosis::IDS {
+                    writeln!(out, "{id:<22} {meaning}")?;
+                }
+                Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn exit(failed: bool) -> ExitCode {
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn print(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    match f(&mut out).and_then(|()| out.flush()) {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -26,45 +64,51 @@ fn port_of(addr: &str) -> Option<u16> {
     addr.parse::<SocketAddr>().ok().map(|a| a.port())
 }
 
-fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
+/// Reads every file and builds the report. Corruption inside a file is reported (stderr and the
+/// report's `errors`) and makes the run fail, but everything read before it is still analysed.
+fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bool)> {
     let mut only = Vec::new();
-    for o in &args.only {
+    for o in &filters.only {
         match Outcome::parse(o) {
             Some(outcome) => only.push(outcome),
-            None => bail!("--only {o:?}: expected clean, abnormal, close-unanswered, open or handshake-failed"),
+            None => bail!("--only {o:?}: expected clean, abnormal, close-unanswered, open, handshake-failed or refused"),
         }
     }
-    let mut reader = MergedReader::open(&args.files).context("cannot read the capture")?;
-    let mut analyzer = Analyzer::new(Config { keep_non_websocket: args.all, ..Config::default() });
+    let mut reader = MergedReader::open(&input.files).context("cannot read the capture")?;
+    let mut analyzer =
+        Analyzer::new(Config { keep_non_websocket: filters.all, record_events: events, ..Config::default() });
     let mut errors = Vec::new();
     loop {
         match reader.next_packet() {
             Ok(Some(packet)) => analyzer.ingest(&packet),
             Ok(None) => break,
-            // Corruption in one file: say so, keep what was read, go on with the other files.
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => {
+                eprintln!("wsclose: {}", printers::escape::terminal(&e.to_string()));
+                errors.push(e.to_string());
+            }
         }
     }
     let warnings: Vec<String> = reader.warnings().map(str::to_owned).collect();
+    for w in &warnings {
+        eprintln!("wsclose: warning: {}", printers::escape::terminal(w));
+    }
     let analysis = analyzer.finish();
-    let files: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
-    let tf = TimeFormat { local: args.local };
+    let files: Vec<String> = input.files.iter().map(|p| p.display().to_string()).collect();
     let keep = |c: &ConnectionReport| {
         (only.is_empty() || only.contains(&c.outcome))
-            && args.host.as_deref().is_none_or(|h| {
+            && filters.host.as_deref().is_none_or(|h| {
                 matches_host(&c.client, h) || matches_host(&c.server, h) || c.host.as_deref() == Some(h)
             })
-            && args.port.is_none_or(|p| port_of(&c.client) == Some(p) || port_of(&c.server) == Some(p))
-            && args.conn.is_none_or(|id| c.id == id)
+            && filters.port.is_none_or(|p| port_of(&c.client) == Some(p) || port_of(&c.server) == Some(p))
+            && filters.conn.is_none_or(|id| c.id == id)
     };
-    let opts = model::BuildOptions { files: &files, warnings, errors: errors.clone(), time: tf, all: args.all };
-    let report = model::build(&analysis, opts, keep);
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    crate::report::write(&report, args.format, &mut out)?;
-    out.flush()?;
-    for e in &errors {
-        eprintln!("wsclose: {}", crate::report::escape::terminal(e));
-    }
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let failed = !errors.is_empty();
+    let opts = model::BuildOptions {
+        files: &files,
+        warnings,
+        errors,
+        time: TimeFormat { local: filters.local },
+        all: filters.all,
+    };
+    Ok((model::build(&analysis, opts, keep), failed))
 }

@@ -2,9 +2,12 @@
 //! CSV. Printers write to any `Write`, so tests print into a `Vec<u8>`.
 
 pub mod escape;
+pub mod html;
+pub mod markdown;
 pub mod model;
 pub mod table;
 pub mod time;
+pub mod timeline;
 
 use std::io::{self, Write};
 
@@ -16,6 +19,15 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+    Markdown,
+    Html,
+}
+
+impl Format {
+    /// Whether the format shows timelines, so events must be recorded.
+    pub fn needs_events(self) -> bool {
+        matches!(self, Format::Markdown | Format::Html)
+    }
 }
 
 pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result<()> {
@@ -33,6 +45,8 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result
             Ok(())
         }
         Format::Csv => write_csv(report, out),
+        Format::Markdown => markdown::write(report, out),
+        Format::Html => html::write(report, out),
     }
 }
 

@@ -200,6 +200,63 @@ pub struct ConnectionReport {
     pub notes: Vec<String>,
     /// Named causes, the main one first (docs/diagnosis.md).
     pub diagnosis: Vec<Diagnosis>,
+    /// Events in order, when a timeline was asked for (`timeline`, markdown, HTML, `--events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+/// One line of a connection's timeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: String,
+    pub rel: f64,
+    pub by: Role,
+    /// syn, syn-ack, request, response, data, ping, pong, close, fin, rst, gap.
+    pub event: String,
+    pub detail: String,
+}
+
+fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<TimelineEntry>> {
+    use crate::analyzer::EventKind as K;
+    let log = c.log.as_ref()?;
+    let mut out: Vec<TimelineEntry> = log
+        .iter()
+        .map(|e| {
+            let (event, detail) = match &e.kind {
+                K::Syn => ("syn", String::new()),
+                K::SynAck => ("syn-ack", String::new()),
+                K::Request { path } => ("request", format!("GET {path}")),
+                K::Response { status } => ("response", format!("HTTP {status}")),
+                K::Data { frames, bytes } => ("data", format!("{frames} frame{}, {bytes} B", if *frames == 1 { "" } else { "s" })),
+                K::Ping { len } => ("ping", format!("{len} B")),
+                K::Pong { rtt_s } => ("pong", rtt_s.map_or_else(|| "unsolicited".to_owned(), |r| format!("rtt {:.3} ms", r * 1e3))),
+                K::Close { code, reason } => (
+                    "close",
+                    match code {
+                        Some(code) => format!("{code}{}{}", if reason.is_empty() { "" } else { " " }, reason),
+                        None => "(no code)".to_owned(),
+                    },
+                ),
+                K::Fin => ("fin", String::new()),
+                K::Rst => ("rst", String::new()),
+                K::Gap { bytes } => ("gap", format!("{bytes} B not captured")),
+            };
+            TimelineEntry {
+                at: tf.format(e.at, c.precision),
+                rel: e.at.seconds_since(c.first_packet),
+                by: if e.side == client { Role::Client } else { Role::Server },
+                event: event.to_owned(),
+                detail,
+            }
+        })
+        .collect();
+    if log.dropped > 0
+        && let Some(pos) = out.len().checked_sub(crate::analyzer::event::TAIL_KEPT)
+    {
+        let at = out.get(pos).map(|e| (e.at.clone(), e.rel)).unwrap_or_default();
+        out.insert(pos, TimelineEntry { at: at.0, rel: at.1, by: Role::Client, event: "elided".into(), detail: format!("{} events not kept", log.dropped) });
+    }
+    Some(out)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -209,6 +266,8 @@ pub struct Summary {
     pub by_close_code: BTreeMap<String, u64>,
     pub closed_by: BTreeMap<String, u64>,
     pub abnormal_closures: u64,
+    /// Connections that a client opened within a minute after its previous one to the same server ended.
+    pub reconnections: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -361,6 +420,7 @@ impl ConnectionReport {
             mid_stream: c.handshake.request.is_none() && c.handshake.response.is_none() && c.is_websocket(),
             notes: c.anomalies.clone(),
             diagnosis: Vec::new(),
+            timeline: timeline_of(c, client, tf),
         }
     }
 }
@@ -387,6 +447,31 @@ impl Summary {
         }
         s
     }
+}
+
+/// Reconnections: a connection that starts at most a minute after an earlier one from the same client
+/// address to the same server endpoint ended.
+fn count_reconnections(views: &[View<'_>]) -> u64 {
+    let mut ends: std::collections::HashMap<(std::net::IpAddr, std::net::SocketAddr), Vec<Timestamp>> = Default::default();
+    for v in views {
+        if v.outcome != Outcome::Open {
+            let end = v.conn.ending.map_or(v.conn.last_packet, |e| e.at);
+            ends.entry((v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server])).or_default().push(end);
+        }
+    }
+    for list in ends.values_mut() {
+        list.sort_unstable();
+    }
+    views
+        .iter()
+        .filter(|v| {
+            let start = v.conn.first_packet;
+            ends.get(&(v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server])).is_some_and(|list| {
+                let i = list.partition_point(|t| *t <= start);
+                i > 0 && list.get(i - 1).is_some_and(|t| start.seconds_since(*t) <= 60.0)
+            })
+        })
+        .count() as u64
 }
 
 /// What goes into a report besides the analysis.
@@ -458,7 +543,7 @@ pub fn build(analysis: &Analysis, opts: BuildOptions<'_>, keep: impl Fn(&Connect
             warnings,
             errors,
         },
-        summary: Summary::of(&connections),
+        summary: Summary { reconnections: count_reconnections(&shown), ..Summary::of(&connections) },
         connections,
     }
 }
