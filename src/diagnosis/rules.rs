@@ -99,6 +99,17 @@ pub fn per_connection(
         }
         out.push(d);
     }
+    if c.accept_valid() == Some(false) {
+        let got = c.handshake.response.as_ref().and_then(|(_, _, r)| r.accept.clone()).unwrap_or_default();
+        out.push(
+            Diagnosis::new(
+                "handshake-failed",
+                "the server's Sec-WebSocket-Accept does not match the client's key: browsers fail such a connection (1006)".into(),
+                "fix the server or the proxy that rewrites the key or the accept header (RFC 6455 §4.2.2)",
+            )
+            .with("accept", got),
+        );
+    }
     if let Some((_, _, req)) = &c.handshake.request {
         let connection_upgrade = req.connection.as_deref().is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
         if req.wants_websocket() && !connection_upgrade {

@@ -46,7 +46,7 @@ pub const COLOR_IDLE: &str = "#e9ecef";
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 90.0;
 const CLIENT_Y: f64 = 40.0;
 const SERVER_Y: f64 = 90.0;
 
