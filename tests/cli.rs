@@ -1,0 +1,181 @@
+//! The command line as a user meets it: inputs (stdin, gzip, rotated files), errors on bad files,
+//! output formats and filters, and terminal safety.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+
+const BROKER: &str = "zeek/broker-websocket.pcap";
+
+#[test]
+fn missing_file_is_one_clear_line_and_a_failure() {
+    let out = wsclose(&["analyze", "/nonexistent/capture.pcap"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/capture.pcap") && err.contains("No such file"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_capture_names_what_was_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("page.html");
+    std::fs::write(&path, b"<html>hello</html>").unwrap();
+    let out = wsclose(&["analyze", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("page.html") && err.contains("offset 0") && err.contains("not a capture file"), "{err}");
+}
+
+#[test]
+fn a_truncated_last_packet_is_a_warning_and_the_rest_is_reported() {
+    let bytes = std::fs::read(corpus(BROKER)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.pcap");
+    std::fs::write(&path, &bytes[..bytes.len() - 20]).unwrap();
+    let out = wsclose(&["analyze", "--format", "json", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = report["capture"]["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("truncated")), "{warnings:?}");
+    let c = conn(&report, "127.0.0.1:27599");
+    assert_eq!(c["first_close"]["code"], 1000);
+    assert_eq!(c["first_close"]["by"], "client");
+}
+
+#[test]
+fn corruption_mid_file_fails_with_the_offset_but_reports_what_came_before() {
+    let bytes = std::fs::read(corpus(BROKER)).unwrap();
+    let (header, records) = pcap_records(&bytes);
+    let mut corrupt = header.clone();
+    let keep = records.len() - 3;
+    let mut offset = header.len();
+    for r in &records[..keep] {
+        corrupt.extend_from_slice(r);
+        offset += r.len();
+    }
+    // A record header claiming 3 GiB.
+    let mut bad = records[keep].clone();
+    bad[8..12].copy_from_slice(&0xC000_0000u32.to_le_bytes());
+    bad[12..16].copy_from_slice(&0xC000_0000u32.to_le_bytes());
+    corrupt.extend_from_slice(&bad);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.pcap");
+    std::fs::write(&path, &corrupt).unwrap();
+    let out = wsclose(&["analyze", "--format", "json", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt.pcap") && err.contains(&format!("offset {offset}")), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = conn(&report, "127.0.0.1:27599");
+    assert_eq!(c["first_close"]["code"], 1000, "the close came before the damage");
+    assert_eq!(report["capture"]["errors"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn stdin_and_gzip_give_the_same_report_as_the_file() {
+    let path = corpus(BROKER);
+    let bytes = std::fs::read(&path).unwrap();
+    let from_file = wsclose(&["analyze", "--format", "json", path.to_str().unwrap()]);
+    let from_stdin = wsclose_stdin(&["analyze", "--format", "json", "-"], &bytes);
+    assert!(from_stdin.status.success());
+    let strip = |o: &[u8]| {
+        let mut v: serde_json::Value = serde_json::from_slice(o).unwrap();
+        v["capture"]["files"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(strip(&from_file.stdout), strip(&from_stdin.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("broker.pcap.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&bytes).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let from_gz = wsclose(&["analyze", "--format", "json", gz.to_str().unwrap()]);
+    assert_eq!(strip(&from_file.stdout), strip(&from_gz.stdout));
+}
+
+#[test]
+fn rotated_files_are_merged_in_time_order() {
+    // Split one capture into two files the way tcpdump -C does, give them in reverse order.
+    let bytes = std::fs::read(corpus(BROKER)).unwrap();
+    let (header, records) = pcap_records(&bytes);
+    let half = records.len() / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("cap0"), dir.path().join("cap1"));
+    std::fs::write(&a, [header.clone(), records[..half].concat()].concat()).unwrap();
+    std::fs::write(&b, [header, records[half..].concat()].concat()).unwrap();
+    let whole = json_report(&[&corpus(BROKER)]);
+    let merged = json_report(&[&b, &a]);
+    assert_eq!(whole["connections"], merged["connections"]);
+}
+
+#[test]
+fn csv_jsonl_and_filters() {
+    let path = corpus("pcap-http-analyzer/voipInvite.pcap");
+    let p = path.to_str().unwrap();
+    let out = wsclose(&["analyze", "--format", "csv", p]);
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,client,server,path,outcome"));
+    assert_eq!(lines.len(), 3, "{csv}");
+    let out = wsclose(&["analyze", "--format", "jsonl", "--only", "close-unanswered", p]);
+    let jsonl = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(jsonl.lines().count(), 1);
+    let c: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert_eq!(c["client"], "192.168.2.184:58697");
+    assert_eq!(c["first_rst"]["by"], "client");
+    let out = wsclose(&["analyze", "--format", "jsonl", "--host", "192.168.2.185", p]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let out = wsclose(&["analyze", "--format", "jsonl", "--conn", "5", p]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let out = wsclose(&["analyze", "--format", "jsonl", "--port", "1", p]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 0);
+    let out = wsclose(&["analyze", "--only", "bogus", p]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn all_lists_connections_that_are_not_websocket() {
+    let path = corpus("arkime/arkime_synthetic.pcap");
+    let ws = json_report(&[&path]);
+    assert_eq!(ws["connections"].as_array().unwrap().len(), 1);
+    let out = wsclose(&["analyze", "--format", "json", "--all", path.to_str().unwrap()]);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = all["connections"].as_array().unwrap().len();
+    assert!(n > 50, "{n}");
+    assert!(all["connections"].as_array().unwrap().iter().any(|c| c["outcome"] == "not-websocket"));
+}
+
+#[test]
+fn wire_strings_are_escaped_before_the_terminal() {
+    // Hand-made bytes: a close reason and a path carrying ANSI escapes and a newline.
+    let mut w = PcapWriter::new();
+    let (c, s) = (([10, 0, 0, 1], 40000), ([10, 0, 0, 2], 80));
+    w.tcp(1_000_000, c, s, 100, 0, 0x02, b"");
+    w.tcp(1_000_100, s, c, 500, 101, 0x12, b"");
+    let req = b"GET /x\x1b[2Jy HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    w.tcp(1_000_200, c, s, 101, 501, 0x18, req);
+    let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    w.tcp(1_000_300, s, c, 501, 101 + req.len() as u32, 0x18, resp);
+    let close = frame(8, b"\x03\xe8\x1b[31mred\nline", false);
+    w.tcp(2_000_000, s, c, 501 + resp.len() as u32, 101 + req.len() as u32, 0x18, &close);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evil.pcap");
+    std::fs::write(&path, &w.bytes).unwrap();
+    for args in [vec!["analyze"], vec!["timeline"], vec!["analyze", "--format", "markdown"], vec!["analyze", "--format", "csv"]] {
+        let mut args = args.clone();
+        args.push(path.to_str().unwrap());
+        let out = wsclose(&args);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains('\x1b'), "{args:?} printed a raw escape:\n{text}");
+        assert!(text.contains("\\u{1b}[31mred"), "{args:?}:\n{text}");
+    }
+    let out = wsclose(&["analyze", "--format", "html", path.to_str().unwrap()]);
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(!html.contains('\x1b') && !html.contains("<script"));
+    // JSON keeps the exact string (escaped by JSON itself).
+    let report = json_report(&[&path]);
+    assert_eq!(report["connections"][0]["first_close"]["reason"], "\u{1b}[31mred\nline");
+}
