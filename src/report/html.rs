@@ -47,8 +47,8 @@ pub const COLOR_IDLE: &str = "#e9ecef";
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 90.0;
-const CLIENT_Y: f64 = 40.0;
-const SERVER_Y: f64 = 90.0;
+const CLIENT_Y: f64 = 45.0;
+const SERVER_Y: f64 = 110.0;
 
 /// The SVG timeline of one connection.
 pub fn svg(c: &ConnectionReport) -> String {
@@ -56,14 +56,14 @@ pub fn svg(c: &ConnectionReport) -> String {
     let span = c.duration_s.max(1e-6);
     let x = |rel: f64| LEFT + (rel / span).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT);
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="130" role="img" aria-label="timeline of connection {}">"#, c.id);
+    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="160" role="img" aria-label="timeline of connection {}">"#, c.id);
     // Idle stretches first, so marks draw over them.
     for w in events.windows(2) {
         let gap = w[1].rel - w[0].rel;
         if gap >= IDLE_SHOWN_S && gap >= span * 0.05 {
             let (x0, x1) = (x(w[0].rel), x(w[1].rel));
-            let _ = write!(s, r#"<rect x="{x0:.1}" y="20" width="{:.1}" height="90" fill="{COLOR_IDLE}"/>"#, (x1 - x0).max(1.0));
-            let _ = write!(s, r##"<text x="{:.1}" y="67" font-size="11" text-anchor="middle" fill="#495057">{gap:.2} s idle</text>"##, (x0 + x1) / 2.0);
+            let _ = write!(s, r#"<rect x="{x0:.1}" y="20" width="{:.1}" height="110" fill="{COLOR_IDLE}"/>"#, (x1 - x0).max(1.0));
+            let _ = write!(s, r##"<text x="{:.1}" y="80" font-size="11" text-anchor="middle" fill="#495057">{gap:.2} s idle</text>"##, (x0 + x1) / 2.0);
         }
     }
     for (y, label) in [(CLIENT_Y, "client"), (SERVER_Y, "server")] {
@@ -78,26 +78,31 @@ pub fn svg(c: &ConnectionReport) -> String {
             "data" | "request" | "response" => format!(r#"<rect x="{:.1}" y="{:.1}" width="3" height="14" fill="{COLOR_DATA}"/>"#, cx - 1.5, y - 7.0),
             "ping" => format!(r#"<circle cx="{cx:.1}" cy="{y}" r="5" fill="{COLOR_PING}"/>"#),
             "pong" => format!(r#"<circle cx="{cx:.1}" cy="{y}" r="5" fill="{COLOR_PONG}"/>"#),
-            "close" => format!(
-                r#"<polygon points="{cx:.1},{:.1} {:.1},{y} {cx:.1},{:.1} {:.1},{y}" fill="{COLOR_CLOSE}"/><text x="{cx:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="{COLOR_CLOSE}">close {}</text>"#,
-                y - 10.0,
-                cx + 10.0,
-                y + 10.0,
-                cx - 10.0,
-                if e.by == Role::Client { y - 14.0 } else { y + 24.0 },
-                esc(e.detail.split(' ').next().unwrap_or(""))
-            ),
-            "fin" => format!(r#"<polygon points="{cx:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="{COLOR_FIN}"/>"#, y - 9.0, cx + 8.0, y + 7.0, cx - 8.0, y + 7.0),
+            "close" => {
+                let code = e.detail.split(' ').next().filter(|c| c.chars().all(|ch| ch.is_ascii_digit())).unwrap_or("");
+                format!(
+                    r#"<polygon points="{cx:.1},{:.1} {:.1},{y} {cx:.1},{:.1} {:.1},{y}" fill="{COLOR_CLOSE}"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="{COLOR_CLOSE}">close {}</text>"#,
+                    y - 10.0,
+                    cx + 10.0,
+                    y + 10.0,
+                    cx - 10.0,
+                    cx - 12.0,
+                    y + 4.0,
+                    esc(code)
+                )
+            }
+            // FIN below the lane and RST above it, so marks at the same instant stay visible.
+            "fin" => format!(r#"<polygon points="{cx:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="{COLOR_FIN}"/>"#, y + 6.0, cx + 8.0, y + 20.0, cx - 8.0, y + 20.0),
             "rst" => format!(
                 r#"<path d="M{:.1},{:.1} L{:.1},{:.1} M{:.1},{:.1} L{:.1},{:.1}" stroke="{COLOR_RST}" stroke-width="3"/>"#,
-                cx - 7.0, y - 7.0, cx + 7.0, y + 7.0, cx - 7.0, y + 7.0, cx + 7.0, y - 7.0
+                cx - 6.0, y - 25.0, cx + 6.0, y - 13.0, cx - 6.0, y - 13.0, cx + 6.0, y - 25.0
             ),
             "gap" => format!(r#"<rect x="{:.1}" y="{:.1}" width="6" height="6" fill="none" stroke="{COLOR_CLOSE}"/>"#, cx - 3.0, y - 3.0),
             _ => format!(r#"<circle cx="{cx:.1}" cy="{y}" r="2" fill="{COLOR_LANE}"/>"#),
         };
         let _ = write!(s, "<g><title>{}</title>{mark}</g>", esc(&title));
     }
-    let _ = write!(s, r#"<text x="{LEFT}" y="125" font-size="11">+0 s</text><text x="{:.1}" y="125" font-size="11" text-anchor="end">+{:.3} s</text></svg>"#, WIDTH - RIGHT, c.duration_s);
+    let _ = write!(s, r#"<text x="{LEFT}" y="152" font-size="11">+0 s</text><text x="{:.1}" y="152" font-size="11" text-anchor="end">+{:.3} s</text></svg>"#, WIDTH - RIGHT, c.duration_s);
     s
 }
 
