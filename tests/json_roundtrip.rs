@@ -1,0 +1,46 @@
+//! The JSON report reads back into the same report (every public capture, with timelines and
+//! diagnoses), so the documented schema is exactly what the types serialise.
+
+mod common;
+
+use wsclose::analyzer::{Analyzer, Config};
+use wsclose::capture::MergedReader;
+use wsclose::report::model::{self, BuildOptions, Report};
+use wsclose::report::time::TimeFormat;
+
+#[test]
+fn json_report_round_trips() {
+    let dir = common::corpus("");
+    let mut captures = Vec::new();
+    for sub in std::fs::read_dir(&dir).unwrap() {
+        let sub = sub.unwrap().path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&sub).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.to_string_lossy().to_string();
+            if name.ends_with(".pcap") || name.ends_with(".pcapng") {
+                captures.push(f);
+            }
+        }
+    }
+    assert!(captures.len() >= 30);
+    let mut connections = 0;
+    for path in captures {
+        let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+        let mut analyzer = Analyzer::new(Config { record_events: true, keep_non_websocket: true, ..Config::default() });
+        while let Some(p) = reader.next_packet().unwrap() {
+            analyzer.ingest(&p);
+        }
+        let analysis = analyzer.finish();
+        let files = vec![path.display().to_string()];
+        let opts = BuildOptions { files: &files, warnings: vec![], errors: vec![], time: TimeFormat::default(), all: true };
+        let report = model::build(&analysis, opts, |_| true);
+        connections += report.connections.len();
+        let text = serde_json::to_string(&report).unwrap();
+        let back: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(report, back, "{}", path.display());
+    }
+    assert!(connections > 100, "{connections}");
+}
