@@ -20,7 +20,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (report, failed) = analyze(&args.input, &args.filters, events)?;
             let mut report = report;
             if !events || args.format == Format::Json && !args.events {
-                report.connections.iter_mut().for_each(|c| c.timeline = None);
+                report
+                    .connections
+                    .iter_mut()
+                    .for_each(|c| c.timeline = None);
             }
             print(|out| printers::write(&report, args.format, out))?;
             Ok(exit(failed))
@@ -43,7 +46,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn exit(failed: bool) -> ExitCode {
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn print(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
@@ -57,7 +64,9 @@ fn print(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
 }
 
 fn matches_host(addr: &str, host: &str) -> bool {
-    addr.parse::<SocketAddr>().map(|a| a.ip().to_string() == host.trim_matches(['[', ']'])).unwrap_or(false)
+    addr.parse::<SocketAddr>()
+        .map(|a| a.ip().to_string() == host.trim_matches(['[', ']']))
+        .unwrap_or(false)
 }
 
 fn port_of(addr: &str) -> Option<u16> {
@@ -71,12 +80,17 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
     for o in &filters.only {
         match Outcome::parse(o) {
             Some(outcome) => only.push(outcome),
-            None => bail!("--only {o:?}: expected clean, abnormal, close-unanswered, open, handshake-failed or refused"),
+            None => bail!(
+                "--only {o:?}: expected clean, abnormal, close-unanswered, open, handshake-failed or refused"
+            ),
         }
     }
     let mut reader = MergedReader::open(&input.files).context("cannot read the capture")?;
-    let mut analyzer =
-        Analyzer::new(Config { keep_non_websocket: filters.all, record_events: events, ..Config::default() });
+    let mut analyzer = Analyzer::new(Config {
+        keep_non_websocket: filters.all,
+        record_events: events,
+        ..Config::default()
+    });
     let mut errors = Vec::new();
     loop {
         match reader.next_packet() {
@@ -93,13 +107,21 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
         eprintln!("wsclose: warning: {}", printers::escape::terminal(w));
     }
     let analysis = analyzer.finish();
-    let files: Vec<String> = input.files.iter().map(|p| p.display().to_string()).collect();
+    let files: Vec<String> = input
+        .files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let keep = |c: &ConnectionReport| {
         (only.is_empty() || only.contains(&c.outcome))
             && filters.host.as_deref().is_none_or(|h| {
-                matches_host(&c.client, h) || matches_host(&c.server, h) || c.host.as_deref() == Some(h)
+                matches_host(&c.client, h)
+                    || matches_host(&c.server, h)
+                    || c.host.as_deref() == Some(h)
             })
-            && filters.port.is_none_or(|p| port_of(&c.client) == Some(p) || port_of(&c.server) == Some(p))
+            && filters
+                .port
+                .is_none_or(|p| port_of(&c.client) == Some(p) || port_of(&c.server) == Some(p))
             && filters.conn.is_none_or(|id| c.id == id)
     };
     let failed = !errors.is_empty();
@@ -107,7 +129,9 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
         files: &files,
         warnings,
         errors,
-        time: TimeFormat { local: filters.local },
+        time: TimeFormat {
+            local: filters.local,
+        },
         all: filters.all,
     };
     Ok((model::build(&analysis, opts, keep), failed))

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::report::Format;
 
 #[derive(Debug, Parser)]
-#[command(name = "wsclose", version, about = "Why did my WebSocket close, who closed it, and when?")]
+#[command(
+    name = "wsclose",
+    version,
+    about = "Why did my WebSocket close, who closed it, and when?"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

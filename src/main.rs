@@ -7,7 +7,10 @@ fn main() -> ExitCode {
     match wsclose::app::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wsclose: {}", wsclose::report::escape::terminal(&format!("{e:#}")));
+            eprintln!(
+                "wsclose: {}",
+                wsclose::report::escape::terminal(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

@@ -14,7 +14,10 @@ fn missing_file_is_one_clear_line_and_a_failure() {
     let out = wsclose(&["analyze", "/nonexistent/capture.pcap"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/capture.pcap") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("/nonexistent/capture.pcap") && err.contains("No such file"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
@@ -26,7 +29,10 @@ fn a_file_that_is_not_a_capture_names_what_was_found() {
     let out = wsclose(&["analyze", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("page.html") && err.contains("offset 0") && err.contains("not a capture file"), "{err}");
+    assert!(
+        err.contains("page.html") && err.contains("offset 0") && err.contains("not a capture file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -36,10 +42,19 @@ fn a_truncated_last_packet_is_a_warning_and_the_rest_is_reported() {
     let path = dir.path().join("cut.pcap");
     std::fs::write(&path, &bytes[..bytes.len() - 20]).unwrap();
     let out = wsclose(&["analyze", "--format", "json", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let warnings = report["capture"]["warnings"].as_array().unwrap();
-    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("truncated")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("truncated")),
+        "{warnings:?}"
+    );
     let c = conn(&report, "127.0.0.1:27599");
     assert_eq!(c["first_close"]["code"], 1000);
     assert_eq!(c["first_close"]["by"], "client");
@@ -67,10 +82,16 @@ fn corruption_mid_file_fails_with_the_offset_but_reports_what_came_before() {
     let out = wsclose(&["analyze", "--format", "json", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("corrupt.pcap") && err.contains(&format!("offset {offset}")), "{err}");
+    assert!(
+        err.contains("corrupt.pcap") && err.contains(&format!("offset {offset}")),
+        "{err}"
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = conn(&report, "127.0.0.1:27599");
-    assert_eq!(c["first_close"]["code"], 1000, "the close came before the damage");
+    assert_eq!(
+        c["first_close"]["code"], 1000,
+        "the close came before the damage"
+    );
     assert_eq!(report["capture"]["errors"].as_array().unwrap().len(), 1);
 }
 
@@ -120,7 +141,14 @@ fn csv_jsonl_and_filters() {
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("id,client,server,path,outcome"));
     assert_eq!(lines.len(), 3, "{csv}");
-    let out = wsclose(&["analyze", "--format", "jsonl", "--only", "close-unanswered", p]);
+    let out = wsclose(&[
+        "analyze",
+        "--format",
+        "jsonl",
+        "--only",
+        "close-unanswered",
+        p,
+    ]);
     let jsonl = String::from_utf8(out.stdout).unwrap();
     assert_eq!(jsonl.lines().count(), 1);
     let c: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
@@ -141,11 +169,23 @@ fn all_lists_connections_that_are_not_websocket() {
     let path = corpus("arkime/arkime_synthetic.pcap");
     let ws = json_report(&[&path]);
     assert_eq!(ws["connections"].as_array().unwrap().len(), 1);
-    let out = wsclose(&["analyze", "--format", "json", "--all", path.to_str().unwrap()]);
+    let out = wsclose(&[
+        "analyze",
+        "--format",
+        "json",
+        "--all",
+        path.to_str().unwrap(),
+    ]);
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let n = all["connections"].as_array().unwrap().len();
     assert!(n > 50, "{n}");
-    assert!(all["connections"].as_array().unwrap().iter().any(|c| c["outcome"] == "not-websocket"));
+    assert!(
+        all["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["outcome"] == "not-websocket")
+    );
 }
 
 #[test]
@@ -160,16 +200,32 @@ fn wire_strings_are_escaped_before_the_terminal() {
     let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     w.tcp(1_000_300, s, c, 501, 101 + req.len() as u32, 0x18, resp);
     let close = frame(8, b"\x03\xe8\x1b[31mred\nline", false);
-    w.tcp(2_000_000, s, c, 501 + resp.len() as u32, 101 + req.len() as u32, 0x18, &close);
+    w.tcp(
+        2_000_000,
+        s,
+        c,
+        501 + resp.len() as u32,
+        101 + req.len() as u32,
+        0x18,
+        &close,
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("evil.pcap");
     std::fs::write(&path, &w.bytes).unwrap();
-    for args in [vec!["analyze"], vec!["timeline"], vec!["analyze", "--format", "markdown"], vec!["analyze", "--format", "csv"]] {
+    for args in [
+        vec!["analyze"],
+        vec!["timeline"],
+        vec!["analyze", "--format", "markdown"],
+        vec!["analyze", "--format", "csv"],
+    ] {
         let mut args = args.clone();
         args.push(path.to_str().unwrap());
         let out = wsclose(&args);
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(!text.contains('\x1b'), "{args:?} printed a raw escape:\n{text}");
+        assert!(
+            !text.contains('\x1b'),
+            "{args:?} printed a raw escape:\n{text}"
+        );
         assert!(text.contains("\\u{1b}[31mred"), "{args:?}:\n{text}");
     }
     let out = wsclose(&["analyze", "--format", "html", path.to_str().unwrap()]);
@@ -177,5 +233,8 @@ fn wire_strings_are_escaped_before_the_terminal() {
     assert!(!html.contains('\x1b') && !html.contains("<script"));
     // JSON keeps the exact string (escaped by JSON itself).
     let report = json_report(&[&path]);
-    assert_eq!(report["connections"][0]["first_close"]["reason"], "\u{1b}[31mred\nline");
+    assert_eq!(
+        report["connections"][0]["first_close"]["reason"],
+        "\u{1b}[31mred\nline"
+    );
 }

@@ -20,12 +20,17 @@ fn epoch_nanos(s: &str) -> i128 {
 
 /// wsclose's RFC 3339 time as nanoseconds.
 fn rfc3339_nanos(s: &str) -> i128 {
-    let t = chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("bad time {s:?}: {e}"));
+    let t =
+        chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("bad time {s:?}: {e}"));
     i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
 }
 
 fn endpoint<'a>(conn: &'a Value, event: &Value) -> Option<&'a str> {
-    event.get("by").and_then(Value::as_str).and_then(|role| conn.get(role)).and_then(Value::as_str)
+    event
+        .get("by")
+        .and_then(Value::as_str)
+        .and_then(|role| conn.get(role))
+        .and_then(Value::as_str)
 }
 
 #[test]
@@ -38,19 +43,29 @@ fn agrees_with_tshark_on_every_public_capture() {
         .filter(|p| p.to_string_lossy().ends_with(".tshark.json"))
         .collect();
     oracles.sort();
-    assert!(oracles.len() >= 30, "expected the whole corpus, found {} oracle files", oracles.len());
+    assert!(
+        oracles.len() >= 30,
+        "expected the whole corpus, found {} oracle files",
+        oracles.len()
+    );
     let mut checks = 0;
     let mut failures = Vec::new();
     let mut streams = 0;
     for oracle_path in &oracles {
-        let oracle: Value = serde_json::from_str(&std::fs::read_to_string(oracle_path).unwrap()).unwrap();
+        let oracle: Value =
+            serde_json::from_str(&std::fs::read_to_string(oracle_path).unwrap()).unwrap();
         let capture = dir.join(oracle["capture"].as_str().unwrap());
         let out = Command::new(env!("CARGO_BIN_EXE_wsclose"))
             .args(["analyze", "--format", "json"])
             .arg(&capture)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}: {}", capture.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            capture.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         let conns = report["connections"].as_array().unwrap();
         for s in oracle["streams"].as_array().unwrap() {
@@ -59,7 +74,10 @@ fn agrees_with_tshark_on_every_public_capture() {
             }
             streams += 1;
             let (client, server) = (s["client"].as_str().unwrap(), s["server"].as_str().unwrap());
-            let name = format!("{} {client}<->{server}", oracle["capture"].as_str().unwrap());
+            let name = format!(
+                "{} {client}<->{server}",
+                oracle["capture"].as_str().unwrap()
+            );
             let Some(conn) = conns.iter().find(|c| {
                 let (a, b) = (c["client"].as_str().unwrap(), c["server"].as_str().unwrap());
                 (a, b) == (client, server) || (a, b) == (server, client)
@@ -73,18 +91,45 @@ fn agrees_with_tshark_on_every_public_capture() {
                     failures.push(format!("{name}: {what}: {detail}"));
                 }
             };
-            check("client role", conn["client"] == s["client"], format!("got {}", conn["client"]));
+            check(
+                "client role",
+                conn["client"] == s["client"],
+                format!("got {}", conn["client"]),
+            );
             let summary = &s["summary"];
             let first = &summary["first_close_frame"];
             let got = &conn["first_close"];
-            check("first close presence", first.is_null() == got.is_null(), format!("want {first}, got {got}"));
+            check(
+                "first close presence",
+                first.is_null() == got.is_null(),
+                format!("want {first}, got {got}"),
+            );
             if !first.is_null() && !got.is_null() {
-                check("first close sender", endpoint(conn, got) == first["src"].as_str(), format!("got {got}"));
-                let (want_t, got_t) = (epoch_nanos(first["time_epoch"].as_str().unwrap()), rfc3339_nanos(got["at"].as_str().unwrap()));
-                check("first close time", want_t == got_t, format!("want {want_t}, got {got_t}"));
-                check("first close code", first["close_code"] == got["code"], format!("want {}, got {}", first["close_code"], got["code"]));
+                check(
+                    "first close sender",
+                    endpoint(conn, got) == first["src"].as_str(),
+                    format!("got {got}"),
+                );
+                let (want_t, got_t) = (
+                    epoch_nanos(first["time_epoch"].as_str().unwrap()),
+                    rfc3339_nanos(got["at"].as_str().unwrap()),
+                );
+                check(
+                    "first close time",
+                    want_t == got_t,
+                    format!("want {want_t}, got {got_t}"),
+                );
+                check(
+                    "first close code",
+                    first["close_code"] == got["code"],
+                    format!("want {}, got {}", first["close_code"], got["code"]),
+                );
                 let want_reason = first["close_reason"].as_str().unwrap_or("");
-                check("first close reason", got["reason"].as_str() == Some(want_reason), format!("got {}", got["reason"]));
+                check(
+                    "first close reason",
+                    got["reason"].as_str() == Some(want_reason),
+                    format!("got {}", got["reason"]),
+                );
                 let senders = summary["close_frame_senders"].as_array().unwrap();
                 let reply = &conn["close_reply"];
                 match senders.get(1) {
@@ -98,30 +143,53 @@ fn agrees_with_tshark_on_every_public_capture() {
             }
             for key in ["first_fin", "first_rst"] {
                 let (want, got) = (&summary[key], &conn[key]);
-                check(key, want.is_null() == got.is_null(), format!("want {want}, got {got}"));
+                check(
+                    key,
+                    want.is_null() == got.is_null(),
+                    format!("want {want}, got {got}"),
+                );
                 if !want.is_null() && !got.is_null() {
-                    check(&format!("{key} sender"), endpoint(conn, got) == want["src"].as_str(), format!("got {got}"));
-                    let (w, g) = (epoch_nanos(want["time_epoch"].as_str().unwrap()), rfc3339_nanos(got["at"].as_str().unwrap()));
+                    check(
+                        &format!("{key} sender"),
+                        endpoint(conn, got) == want["src"].as_str(),
+                        format!("got {got}"),
+                    );
+                    let (w, g) = (
+                        epoch_nanos(want["time_epoch"].as_str().unwrap()),
+                        rfc3339_nanos(got["at"].as_str().unwrap()),
+                    );
                     check(&format!("{key} time"), w == g, format!("want {w}, got {g}"));
                 }
             }
             // Ping and pong counts per sender, from every frame tshark decoded.
-            for (opcode, field) in [("9", "pings"), ("10", "pongs")] {
+            for (opcode, field) in [(9, "pings"), (10, "pongs")] {
                 for role in ["client", "server"] {
                     let want = s["ws_frames"]
                         .as_array()
                         .unwrap()
                         .iter()
-                        .filter(|f| f["opcode"].to_string() == opcode && f["sender"] == role)
+                        .filter(|f| f["opcode"].as_u64() == Some(opcode) && f["sender"] == role)
                         .count() as u64;
                     let got = conn[field][role].as_u64().unwrap();
-                    check(&format!("{field} by {role}"), want == got, format!("want {want}, got {got}"));
+                    check(
+                        &format!("{field} by {role}"),
+                        want == got,
+                        format!("want {want}, got {got}"),
+                    );
                 }
             }
         }
     }
     eprintln!("corpus: {checks} checks on {streams} streams");
-    assert!(streams >= 35, "only {streams} WebSocket streams in the corpus");
+    assert!(
+        streams >= 35,
+        "only {streams} WebSocket streams in the corpus"
+    );
     assert!(checks >= 400, "only {checks} checks");
-    assert!(failures.is_empty(), "{} of {checks} checks failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checks} checks failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

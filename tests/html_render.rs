@@ -23,7 +23,14 @@ fn html_timelines_render_in_headless_chromium() {
     let html = dir.path().join("report.html");
     let png_path = dir.path().join("shot.png");
     // voipInvite: a close frame, FIN and RST, and idle stretches between frames.
-    let out = wsclose(&["analyze", "--format", "html", corpus("pcap-http-analyzer/voipInvite.pcap").to_str().unwrap()]);
+    let out = wsclose(&[
+        "analyze",
+        "--format",
+        "html",
+        corpus("pcap-http-analyzer/voipInvite.pcap")
+            .to_str()
+            .unwrap(),
+    ]);
     assert!(out.status.success());
     std::fs::write(&html, &out.stdout).unwrap();
     let status = Command::new(chromium)
@@ -39,20 +46,32 @@ fn html_timelines_render_in_headless_chromium() {
             "--hide-scrollbars",
             "--window-size=1200,2400",
         ])
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
         .arg(format!("--screenshot={}", png_path.display()))
         .arg(format!("file://{}", html.display()))
         .output()
         .unwrap();
-    assert!(png_path.exists(), "no screenshot: {}", String::from_utf8_lossy(&status.stderr));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    assert!(
+        png_path.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png_path).unwrap(),
+    ));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
     let channels = info.color_type.samples();
     let count = |hex: &str| {
         let want = rgb(hex);
-        buf[..info.buffer_size()].chunks(channels).filter(|px| px[..3] == want).count()
+        buf[..info.buffer_size()]
+            .chunks(channels)
+            .filter(|px| px[..3] == want)
+            .count()
     };
     use wsclose::report::html::*;
     for (name, color, min) in [
@@ -65,6 +84,9 @@ fn html_timelines_render_in_headless_chromium() {
     ] {
         let n = count(color);
         eprintln!("{name}: {n} pixels");
-        assert!(n >= min, "{name} ({color}): only {n} pixels in the screenshot");
+        assert!(
+            n >= min,
+            "{name} ({color}): only {n} pixels in the screenshot"
+        );
     }
 }

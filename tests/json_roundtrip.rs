@@ -29,13 +29,23 @@ fn json_report_round_trips() {
     let mut connections = 0;
     for path in captures {
         let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
-        let mut analyzer = Analyzer::new(Config { record_events: true, keep_non_websocket: true, ..Config::default() });
+        let mut analyzer = Analyzer::new(Config {
+            record_events: true,
+            keep_non_websocket: true,
+            ..Config::default()
+        });
         while let Some(p) = reader.next_packet().unwrap() {
             analyzer.ingest(&p);
         }
         let analysis = analyzer.finish();
         let files = vec![path.display().to_string()];
-        let opts = BuildOptions { files: &files, warnings: vec![], errors: vec![], time: TimeFormat::default(), all: true };
+        let opts = BuildOptions {
+            files: &files,
+            warnings: vec![],
+            errors: vec![],
+            time: TimeFormat::default(),
+            all: true,
+        };
         let report = model::build(&analysis, opts, |_| true);
         connections += report.connections.len();
         let text = serde_json::to_string(&report).unwrap();

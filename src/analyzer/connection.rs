@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use crate::capture::{Precision, Timestamp};
 use super::event::{Event, EventKind, EventLog};
+use crate::capture::{Precision, Timestamp};
 use crate::decode::TcpSegment;
 use crate::tcp::{Chunk, Limits, Reassembler, ReassemblyStats};
 use crate::websocket::close::{self, ClosePayload, CodeClass};
@@ -20,6 +20,9 @@ const MAX_ANOMALIES: usize = 16;
 
 /// Index of a direction: 0 is from `endpoints[0]` to `endpoints[1]`, 1 the reverse.
 pub type Side = usize;
+
+/// A close frame and the side that sent it.
+pub type SideClose<'a> = (Side, &'a CloseFrameFacts);
 
 /// How the client and server roles were decided, strongest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,7 +50,8 @@ pub struct CloseFrameFacts {
 
 impl CloseFrameFacts {
     pub fn code_is_invalid(&self) -> bool {
-        self.code.is_some_and(|c| close::classify(c) == CodeClass::Invalid)
+        self.code
+            .is_some_and(|c| close::classify(c) == CodeClass::Invalid)
     }
 }
 
@@ -199,7 +203,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(id: u64, seg: &TcpSegment<'_>, ts: Timestamp, precision: Precision, limits: Limits) -> Self {
+    pub fn new(
+        id: u64,
+        seg: &TcpSegment<'_>,
+        ts: Timestamp,
+        precision: Precision,
+        limits: Limits,
+    ) -> Self {
         // Bytes not preceded by a SYN may start mid-frame: let the decoders look for frames then.
         let saw_start = seg.flags.syn;
         Connection {
@@ -211,7 +221,11 @@ impl Connection {
             syn: None,
             syn_ack: None,
             dirs: Default::default(),
-            handshake: Handshake { request: None, response: None, attempts: 0 },
+            handshake: Handshake {
+                request: None,
+                response: None,
+                attempts: 0,
+            },
             not_websocket: None,
             anomalies: Vec::new(),
             anomaly_count: 0,
@@ -236,12 +250,15 @@ impl Connection {
 
     /// TCP is ending: a FIN or a RST from either side (what a WebSocket peer sees as the end).
     pub fn tcp_closing(&self) -> bool {
-        self.dirs.iter().any(|d| d.first_rst.is_some() || d.first_fin.is_some())
+        self.dirs
+            .iter()
+            .any(|d| d.first_rst.is_some() || d.first_fin.is_some())
     }
 
     /// TCP has ended: a RST, or a FIN from both sides. Nothing more will be said.
     pub fn tcp_ended(&self) -> bool {
-        self.dirs.iter().any(|d| d.first_rst.is_some()) || self.dirs.iter().all(|d| d.first_fin.is_some())
+        self.dirs.iter().any(|d| d.first_rst.is_some())
+            || self.dirs.iter().all(|d| d.first_fin.is_some())
     }
 
     pub fn is_live(&self) -> bool {
@@ -275,14 +292,24 @@ impl Connection {
         self.precision = self.precision.max(precision);
         self.activity_before = [self.dirs[0].last_activity, self.dirs[1].last_activity];
         if seg.flags.syn {
-            self.record(ts, side, if seg.flags.ack { EventKind::SynAck } else { EventKind::Syn });
+            self.record(
+                ts,
+                side,
+                if seg.flags.ack {
+                    EventKind::SynAck
+                } else {
+                    EventKind::Syn
+                },
+            );
         }
         if seg.flags.rst && self.dirs[side].first_rst.is_none() {
             self.record(ts, side, EventKind::Rst);
             self.begin_ending(side, ts, EndKind::Rst);
         }
         if seg.flags.ack && !seg.flags.rst {
-            let advanced = self.dirs[side].max_ack.is_none_or(|m| (seg.ack.wrapping_sub(m) as i32) > 0);
+            let advanced = self.dirs[side]
+                .max_ack
+                .is_none_or(|m| (seg.ack.wrapping_sub(m) as i32) > 0);
             if advanced {
                 self.dirs[side].max_ack = Some(seg.ack);
                 self.dirs[other].retrans_streak = 0;
@@ -324,10 +351,16 @@ impl Connection {
             if seg.flags.syn {
                 live.reassembly[side].syn(seg.seq);
             }
-            let data_seq = if seg.flags.syn { seg.seq.wrapping_add(1) } else { seg.seq };
+            let data_seq = if seg.flags.syn {
+                seg.seq.wrapping_add(1)
+            } else {
+                seg.seq
+            };
             if seg.wire_len > 0 && !seg.flags.rst {
                 let before = live.reassembly[side].stats.retransmitted;
-                self.feed(&mut live, side, ts, |r, out| r.segment(data_seq, seg.payload, seg.wire_len, out));
+                self.feed(&mut live, side, ts, |r, out| {
+                    r.segment(data_seq, seg.payload, seg.wire_len, out)
+                });
                 if live.reassembly[side].stats.retransmitted > before {
                     let d = &mut self.dirs[side];
                     d.retrans_streak += 1;
@@ -367,7 +400,12 @@ impl Connection {
 
     fn begin_ending(&mut self, side: Side, at: Timestamp, kind: EndKind) {
         if self.ending.is_none() {
-            self.ending = Some(Ending { side, at, kind, last_activity_before: self.activity_before });
+            self.ending = Some(Ending {
+                side,
+                at,
+                kind,
+                last_activity_before: self.activity_before,
+            });
         }
     }
 
@@ -392,7 +430,12 @@ impl Connection {
         ts: Timestamp,
         step: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>)),
     ) {
-        let Live { reassembly, decoders, events, .. } = live;
+        let Live {
+            reassembly,
+            decoders,
+            events,
+            ..
+        } = live;
         let decoder = &mut decoders[side];
         let before = reassembly[side].offset();
         let gaps_before = reassembly[side].stats.gap_bytes;
@@ -420,17 +463,34 @@ impl Connection {
         for event in events.drain(..) {
             match event {
                 StreamEvent::Request(req) => {
-                    self.record(ts, side, EventKind::Request { path: req.path.clone() });
+                    self.record(
+                        ts,
+                        side,
+                        EventKind::Request {
+                            path: req.path.clone(),
+                        },
+                    );
                     if req.wants_websocket() {
                         self.handshake.attempts += 1;
                         self.handshake.request = Some((ts, side, req));
-                    } else if self.handshake.request.is_none() && self.handshake.response.is_none() {
+                    } else if self.handshake.request.is_none() && self.handshake.response.is_none()
+                    {
                         // Plain HTTP before any upgrade: not a WebSocket connection (yet).
                     }
                 }
                 StreamEvent::Response(resp) => {
-                    self.record(ts, side, EventKind::Response { status: resp.status });
-                    let awaited = self.handshake.request.as_ref().is_some_and(|(_, s, _)| *s != side);
+                    self.record(
+                        ts,
+                        side,
+                        EventKind::Response {
+                            status: resp.status,
+                        },
+                    );
+                    let awaited = self
+                        .handshake
+                        .request
+                        .as_ref()
+                        .is_some_and(|(_, s, _)| *s != side);
                     let accepted = resp.accepts_websocket();
                     let rsv = live.decoders[side].rsv_allowed;
                     if awaited || accepted {
@@ -465,7 +525,13 @@ impl Connection {
         live.events = events;
     }
 
-    fn on_frame(&mut self, live: &mut Live, side: Side, ts: Timestamp, frame: &crate::websocket::Frame) {
+    fn on_frame(
+        &mut self,
+        live: &mut Live,
+        side: Side,
+        ts: Timestamp,
+        frame: &crate::websocket::Frame,
+    ) {
         self.frame_seq += 1;
         let seq = self.frame_seq;
         let h = &frame.header;
@@ -528,7 +594,8 @@ impl Connection {
                     self.unanswered_pings[s] += 1;
                     self.dirs[s].first_unanswered_ping.get_or_insert(sent);
                 }
-                live.pending_pings.push_back((side, frame.control_payload.clone(), ts));
+                live.pending_pings
+                    .push_back((side, frame.control_payload.clone(), ts));
             }
             Opcode::Pong => {
                 d.pongs += 1;
@@ -547,7 +614,9 @@ impl Connection {
                                 answered_at = Some(entry.2);
                             } else if j < i && entry.0 != side {
                                 self.unanswered_pings[entry.0] += 1;
-                                self.dirs[entry.0].first_unanswered_ping.get_or_insert(entry.2);
+                                self.dirs[entry.0]
+                                    .first_unanswered_ping
+                                    .get_or_insert(entry.2);
                             } else {
                                 kept.push_back(entry);
                             }
@@ -568,15 +637,23 @@ impl Connection {
             Opcode::Reserved(_) => d.reserved_opcodes += 1,
         }
         match h.opcode {
-            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
-                self.record(ts, side, EventKind::Data { frames: 1, bytes: h.payload_len })
-            }
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => self.record(
+                ts,
+                side,
+                EventKind::Data {
+                    frames: 1,
+                    bytes: h.payload_len,
+                },
+            ),
             Opcode::Ping => self.record(ts, side, EventKind::Ping { len: h.payload_len }),
             Opcode::Close => {
                 if let Some(c) = &self.dirs[side].close
                     && c.seq == seq
                 {
-                    let kind = EventKind::Close { code: c.code, reason: c.reason.clone() };
+                    let kind = EventKind::Close {
+                        code: c.code,
+                        reason: c.reason.clone(),
+                    };
                     self.record(ts, side, kind);
                     self.begin_ending(side, ts, EndKind::CloseFrame);
                 }
@@ -596,16 +673,25 @@ impl Connection {
         // Found without a handshake (capture started mid-connection): demand strong evidence, since
         // random bytes can pass for a frame header now and then.
         let frames: u64 = self.dirs.iter().map(|d| d.frames).sum();
-        let bad: u64 = self.dirs.iter().map(|d| d.reserved_opcodes + d.bad_control_frames + d.desyncs).sum();
+        let bad: u64 = self
+            .dirs
+            .iter()
+            .map(|d| d.reserved_opcodes + d.bad_control_frames + d.desyncs)
+            .sum();
         let valid_close = self.dirs.iter().any(|d| {
-            d.close.as_ref().is_some_and(|c| c.code.is_some_and(|code| close::classify(code) != CodeClass::Invalid))
+            d.close.as_ref().is_some_and(|c| {
+                c.code
+                    .is_some_and(|code| close::classify(code) != CodeClass::Invalid)
+            })
         });
         bad == 0 && (valid_close || frames >= 3)
     }
 
     /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
     pub fn is_failed_attempt(&self) -> bool {
-        self.syn.is_some() && self.syn_ack.is_none() && self.dirs.iter().all(|d| d.payload_bytes == 0)
+        self.syn.is_some()
+            && self.syn_ack.is_none()
+            && self.dirs.iter().all(|d| d.payload_bytes == 0)
     }
 
     /// Which endpoint is the client, and how that was decided.
@@ -652,9 +738,10 @@ impl Connection {
     }
 
     /// The first close frame and, when the other side answered, its reply.
-    pub fn closes(&self) -> (Option<(Side, &CloseFrameFacts)>, Option<(Side, &CloseFrameFacts)>) {
-        let mut found: Vec<(Side, &CloseFrameFacts)> =
-            (0..2).filter_map(|s| self.dirs[s].close.as_ref().map(|c| (s, c))).collect();
+    pub fn closes(&self) -> (Option<SideClose<'_>>, Option<SideClose<'_>>) {
+        let mut found: Vec<(Side, &CloseFrameFacts)> = (0..2)
+            .filter_map(|s| self.dirs[s].close.as_ref().map(|c| (s, c)))
+            .collect();
         found.sort_by_key(|(_, c)| (c.at, c.seq));
         let mut it = found.into_iter();
         (it.next(), it.next())
@@ -665,7 +752,11 @@ impl Connection {
         (0..2)
             .filter_map(|s| {
                 let d = &self.dirs[s];
-                let (at, order) = if rst { (d.first_rst, d.first_rst_order) } else { (d.first_fin, d.first_fin_order) };
+                let (at, order) = if rst {
+                    (d.first_rst, d.first_rst_order)
+                } else {
+                    (d.first_fin, d.first_fin_order)
+                };
                 at.map(|t| (s, t, order))
             })
             .min_by_key(|(_, t, order)| (*t, *order))

@@ -8,18 +8,34 @@ use super::connection::Side;
 pub enum EventKind {
     Syn,
     SynAck,
-    Request { path: String },
-    Response { status: u16 },
+    Request {
+        path: String,
+    },
+    Response {
+        status: u16,
+    },
     /// A run of data frames from one side with no pause over [`DATA_RUN_PAUSE_NS`] between them.
-    Data { frames: u64, bytes: u64 },
-    Ping { len: u64 },
+    Data {
+        frames: u64,
+        bytes: u64,
+    },
+    Ping {
+        len: u64,
+    },
     /// `rtt_s` when it answered a ping of the other side.
-    Pong { rtt_s: Option<f64> },
-    Close { code: Option<u16>, reason: String },
+    Pong {
+        rtt_s: Option<f64>,
+    },
+    Close {
+        code: Option<u16>,
+        reason: String,
+    },
     Fin,
     Rst,
     /// Bytes of the stream the capture missed.
-    Gap { bytes: u64 },
+    Gap {
+        bytes: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -47,8 +63,13 @@ pub struct EventLog {
 impl EventLog {
     pub fn push(&mut self, event: Event) {
         if let Some(last) = self.last_mut()
-            && let (EventKind::Data { frames, bytes }, EventKind::Data { frames: f2, bytes: b2 }) =
-                (&mut last.kind, &event.kind)
+            && let (
+                EventKind::Data { frames, bytes },
+                EventKind::Data {
+                    frames: f2,
+                    bytes: b2,
+                },
+            ) = (&mut last.kind, &event.kind)
             && last.side == event.side
             && event.at.0.saturating_sub(last.at.0) <= DATA_RUN_PAUSE_NS
         {
@@ -69,7 +90,11 @@ impl EventLog {
     }
 
     fn last_mut(&mut self) -> Option<&mut Event> {
-        if self.tail.is_empty() { self.head.last_mut() } else { self.tail.back_mut() }
+        if self.tail.is_empty() {
+            self.head.last_mut()
+        } else {
+            self.tail.back_mut()
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Event> {

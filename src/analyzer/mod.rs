@@ -4,6 +4,13 @@
 //! a clock or a file. Memory is the flow table of open connections plus the small facts of finished
 //! ones; decoding state is freed as soon as a connection ends.
 
+// No panicking shortcuts outside tests. Indexing is allowed here (unlike in the parsing modules):
+// it is only ever by `Side`, 0 or 1, into two-element arrays, never by a value from the wire.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod connection;
 pub mod event;
 
@@ -31,7 +38,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { keep_non_websocket: false, max_flows: 200_000, reassembly: Limits::default(), record_events: false }
+        Config {
+            keep_non_websocket: false,
+            max_flows: 200_000,
+            reassembly: Limits::default(),
+            record_events: false,
+        }
     }
 }
 
@@ -80,7 +92,14 @@ pub struct Analysis {
 
 impl Analyzer {
     pub fn new(config: Config) -> Self {
-        Analyzer { config, attempts_kept: 0, flows: FxHashMap::default(), done: Vec::new(), next_id: 0, stats: PacketStats::default() }
+        Analyzer {
+            config,
+            attempts_kept: 0,
+            flows: FxHashMap::default(),
+            done: Vec::new(),
+            next_id: 0,
+            stats: PacketStats::default(),
+        }
     }
 
     pub fn ingest(&mut self, packet: &Packet<'_>) {
@@ -116,7 +135,13 @@ impl Analyzer {
         if self.flows.len() >= self.config.max_flows {
             self.evict_idle();
         }
-        let mut conn = Connection::new(self.next_id, &seg, packet.ts, packet.precision, self.config.reassembly);
+        let mut conn = Connection::new(
+            self.next_id,
+            &seg,
+            packet.ts,
+            packet.precision,
+            self.config.reassembly,
+        );
         self.next_id += 1;
         self.stats.tcp_connections += 1;
         if self.config.record_events {
@@ -128,7 +153,11 @@ impl Analyzer {
 
     /// Makes room in a full flow table: the least recently active tenth goes, reported as evicted.
     fn evict_idle(&mut self) {
-        let mut by_age: Vec<(Timestamp, FlowKey)> = self.flows.iter().map(|(k, c)| (c.last_packet, *k)).collect();
+        let mut by_age: Vec<(Timestamp, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, c)| (c.last_packet, *k))
+            .collect();
         let n = (by_age.len() / 10).max(1);
         by_age.select_nth_unstable(n - 1);
         for (_, key) in by_age.into_iter().take(n) {
@@ -159,6 +188,9 @@ impl Analyzer {
             self.retire(conn);
         }
         self.done.sort_by_key(|c| c.id);
-        Analysis { connections: self.done, stats: self.stats }
+        Analysis {
+            connections: self.done,
+            stats: self.stats,
+        }
     }
 }

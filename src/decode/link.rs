@@ -23,17 +23,26 @@ pub fn strip(linktype: u32, data: &[u8]) -> Result<LinkPayload<'_>, Skip> {
         // SLL (tcpdump -i any before 4.99): 16 bytes, protocol type in the last two.
         linktype::LINUX_SLL => {
             let proto = be16(data, 14).ok_or(Skip::Malformed)?;
-            Ok(LinkPayload::EtherType(proto, data.get(16..).ok_or(Skip::Malformed)?))
+            Ok(LinkPayload::EtherType(
+                proto,
+                data.get(16..).ok_or(Skip::Malformed)?,
+            ))
         }
         // SLL2 (tcpdump -i any since 4.99): 20 bytes, protocol type first.
         linktype::LINUX_SLL2 => {
             let proto = be16(data, 0).ok_or(Skip::Malformed)?;
-            Ok(LinkPayload::EtherType(proto, data.get(20..).ok_or(Skip::Malformed)?))
+            Ok(LinkPayload::EtherType(
+                proto,
+                data.get(20..).ok_or(Skip::Malformed)?,
+            ))
         }
         // BSD loopback: a 4-byte address family, in the capturing host's byte order for NULL and in
         // network order for LOOP. AF_INET is 2 everywhere; AF_INET6 is 24, 28 or 30 depending on the OS.
         linktype::NULL | linktype::LOOP => {
-            let raw: [u8; 4] = data.get(..4).and_then(|b| b.try_into().ok()).ok_or(Skip::Malformed)?;
+            let raw: [u8; 4] = data
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(Skip::Malformed)?;
             let family = if linktype == linktype::LOOP {
                 u32::from_be_bytes(raw)
             } else if u32::from_le_bytes(raw) < 0x1_0000 {

@@ -4,6 +4,18 @@
 //! not SLL2, BSD loopback or GTP-U; from the network layer down, etherparse's lax slicing does the work,
 //! which keeps a snaplen-cut packet usable (its TCP header is read, its missing payload is measured).
 
+// Bytes here come from the network: no panicking shortcuts outside tests (see the brief's
+// "hostile input" rule). Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 mod link;
 
 use std::net::{IpAddr, SocketAddr};
@@ -79,46 +91,61 @@ pub fn decode(linktype: u32, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
         LinkPayload::EtherType(ether_type, payload) => {
             LaxSlicedPacket::from_ether_type(EtherType(ether_type), payload)
         }
-        LinkPayload::Ip(payload) => LaxSlicedPacket::from_ip(payload).map_err(|_| Skip::Malformed)?,
+        LinkPayload::Ip(payload) => {
+            LaxSlicedPacket::from_ip(payload).map_err(|_| Skip::Malformed)?
+        }
     };
     from_sliced(&sliced, 0)
 }
 
 fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<TcpSegment<'a>, Skip> {
     let Some(net) = &sliced.net else {
-        return Err(if sliced.stop_err.is_some() { Skip::Malformed } else { Skip::NotIp });
+        return Err(if sliced.stop_err.is_some() {
+            Skip::Malformed
+        } else {
+            Skip::NotIp
+        });
     };
-    let (src_ip, dst_ip, ttl, ip_id, declared_payload, fragmented): (IpAddr, IpAddr, u8, Option<u16>, Option<usize>, bool) =
-        match net {
-            LaxNetSlice::Ipv4(v4) => {
-                let h = v4.header();
-                let header_len = usize::from(h.ihl()) * 4 + v4.extensions().auth.map_or(0, |a| a.slice().len());
-                // A total length of 0 is what TCP segmentation offload leaves in locally captured packets.
-                let declared = (h.total_len() != 0).then(|| usize::from(h.total_len()).saturating_sub(header_len));
-                (
-                    h.source_addr().into(),
-                    h.destination_addr().into(),
-                    h.ttl(),
-                    Some(h.identification()),
-                    declared,
-                    v4.is_payload_fragmented(),
-                )
-            }
-            LaxNetSlice::Ipv6(v6) => {
-                let h = v6.header();
-                let declared = (h.payload_length() != 0)
-                    .then(|| usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len()));
-                (
-                    h.source_addr().into(),
-                    h.destination_addr().into(),
-                    h.hop_limit(),
-                    None,
-                    declared,
-                    v6.is_payload_fragmented(),
-                )
-            }
-            LaxNetSlice::Arp(_) => return Err(Skip::NotIp),
-        };
+    let (src_ip, dst_ip, ttl, ip_id, declared_payload, fragmented): (
+        IpAddr,
+        IpAddr,
+        u8,
+        Option<u16>,
+        Option<usize>,
+        bool,
+    ) = match net {
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let header_len =
+                usize::from(h.ihl()) * 4 + v4.extensions().auth.map_or(0, |a| a.slice().len());
+            // A total length of 0 is what TCP segmentation offload leaves in locally captured packets.
+            let declared =
+                (h.total_len() != 0).then(|| usize::from(h.total_len()).saturating_sub(header_len));
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                h.ttl(),
+                Some(h.identification()),
+                declared,
+                v4.is_payload_fragmented(),
+            )
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let declared = (h.payload_length() != 0).then(|| {
+                usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len())
+            });
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                h.hop_limit(),
+                None,
+                declared,
+                v6.is_payload_fragmented(),
+            )
+        }
+        LaxNetSlice::Arp(_) => return Err(Skip::NotIp),
+    };
     if fragmented {
         return Err(Skip::IpFragment);
     }
@@ -135,7 +162,12 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<TcpSegment
                 dst: SocketAddr::new(dst_ip, tcp.destination_port()),
                 seq: tcp.sequence_number(),
                 ack: tcp.acknowledgment_number(),
-                flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+                flags: TcpFlags {
+                    syn: tcp.syn(),
+                    ack: tcp.ack(),
+                    fin: tcp.fin(),
+                    rst: tcp.rst(),
+                },
                 window: tcp.window_size(),
                 payload,
                 wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
@@ -144,7 +176,8 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<TcpSegment
             })
         }
         Some(TransportSlice::Udp(udp))
-            if depth == 0 && (udp.destination_port() == GTP_U_PORT || udp.source_port() == GTP_U_PORT) =>
+            if depth == 0
+                && (udp.destination_port() == GTP_U_PORT || udp.source_port() == GTP_U_PORT) =>
         {
             let inner = link::gtp_u_payload(udp.payload()).ok_or(Skip::NotTcp)?;
             let inner = LaxSlicedPacket::from_ip(inner).map_err(|_| Skip::Malformed)?;
@@ -164,7 +197,20 @@ mod tests {
     /// IPv4 + TCP (20-byte header, flags PSH|ACK) carrying `payload`, from 10.0.0.1:1234 to 10.0.0.2:80.
     fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
         let total = 20 + 20 + payload.len();
-        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0x12,
+            0x34,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
         p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
         p.extend_from_slice(&[0x04, 0xd2, 0x00, 0x50]); // ports 1234 -> 80
         p.extend_from_slice(&1000u32.to_be_bytes());
@@ -178,7 +224,15 @@ mod tests {
         assert_eq!(seg.src, "10.0.0.1:1234".parse().unwrap());
         assert_eq!(seg.dst, "10.0.0.2:80".parse().unwrap());
         assert_eq!((seg.seq, seg.ack), (1000, 2000));
-        assert_eq!(seg.flags, TcpFlags { syn: false, ack: true, fin: false, rst: false });
+        assert_eq!(
+            seg.flags,
+            TcpFlags {
+                syn: false,
+                ack: true,
+                fin: false,
+                rst: false
+            }
+        );
         assert_eq!(seg.payload, payload);
         assert_eq!(seg.ttl, 64);
         assert_eq!(seg.ip_id, Some(0x1234));
@@ -203,7 +257,9 @@ mod tests {
         let mut sll = vec![0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
         sll.extend_from_slice(&ip);
         check(&decode(linktype::LINUX_SLL, &sll).unwrap(), b"x");
-        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut sll2 = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         sll2.extend_from_slice(&ip);
         check(&decode(linktype::LINUX_SLL2, &sll2).unwrap(), b"x");
         let mut null = 2u32.to_le_bytes().to_vec();
@@ -224,7 +280,10 @@ mod tests {
 
     #[test]
     fn skips_are_classified() {
-        assert_eq!(decode(999, &[0; 40]).unwrap_err(), Skip::UnknownLinktype(999));
+        assert_eq!(
+            decode(999, &[0; 40]).unwrap_err(),
+            Skip::UnknownLinktype(999)
+        );
         let mut arp = vec![0; 12];
         arp.extend_from_slice(&[0x08, 0x06]);
         arp.extend_from_slice(&[0; 28]);
@@ -235,8 +294,14 @@ mod tests {
         let mut udp = ipv4_tcp(b"");
         udp[9] = 17;
         assert_eq!(decode(linktype::RAW, &udp).unwrap_err(), Skip::NotTcp);
-        assert_eq!(decode(linktype::RAW, &ipv4_tcp(b"")[..30]).unwrap_err(), Skip::Malformed);
-        assert_eq!(decode(linktype::ETHERNET, &[1, 2, 3]).unwrap_err(), Skip::Malformed);
+        assert_eq!(
+            decode(linktype::RAW, &ipv4_tcp(b"")[..30]).unwrap_err(),
+            Skip::Malformed
+        );
+        assert_eq!(
+            decode(linktype::ETHERNET, &[1, 2, 3]).unwrap_err(),
+            Skip::Malformed
+        );
     }
 
     #[test]
@@ -254,7 +319,28 @@ mod tests {
         gtp.extend_from_slice(&inner);
         let udp_len = 8 + gtp.len();
         let total = 20 + udp_len;
-        let mut outer = vec![0x45, 0, 0, total as u8, 0, 0, 0, 0, 64, 17, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2];
+        let mut outer = vec![
+            0x45,
+            0,
+            0,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+            1,
+            1,
+            1,
+            1,
+            2,
+            2,
+            2,
+            2,
+        ];
         outer.extend_from_slice(&[0x08, 0x68, 0x08, 0x68, 0, udp_len as u8, 0, 0]);
         outer.extend_from_slice(&gtp);
         check(&decode(linktype::RAW, &outer).unwrap(), b"gtp");

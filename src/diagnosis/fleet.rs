@@ -34,7 +34,10 @@ pub fn idle_clusters(views: &[View<'_>], idle: &[Option<Idle>]) -> BTreeMap<usiz
     while start < items.len() {
         let (role, first, _) = items[start];
         let tolerance = (first * 0.01).max(0.5);
-        let end = items[start..].iter().position(|(r, s, _)| *r != role || s - first > tolerance).map_or(items.len(), |p| start + p);
+        let end = items[start..]
+            .iter()
+            .position(|(r, s, _)| *r != role || s - first > tolerance)
+            .map_or(items.len(), |p| start + p);
         let group = &items[start..end];
         let mean = group.iter().map(|g| g.1).sum::<f64>() / group.len() as f64;
         for (_, _, i) in group {
@@ -54,7 +57,11 @@ pub fn across(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u6
     out
 }
 
-fn mass_close(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+fn mass_close(
+    views: &[View<'_>],
+    time: &dyn Fn(Timestamp) -> String,
+    out: &mut Vec<(u64, Diagnosis)>,
+) {
     // Endings that are not a client's normal close: a server's close, or TCP dropped by either side.
     let mut endings: Vec<(Timestamp, &'static str, usize)> = views
         .iter()
@@ -63,15 +70,24 @@ fn mass_close(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut 
             let e = v.conn.ending?;
             let normal_client_close = e.side == v.client
                 && e.kind == EndKind::CloseFrame
-                && v.conn.closes().0.is_some_and(|(_, f)| matches!(f.code, None | Some(1000 | 1001)));
-            (!normal_client_close && v.outcome != Outcome::Refused).then_some((e.at, v.role(e.side), i))
+                && v.conn
+                    .closes()
+                    .0
+                    .is_some_and(|(_, f)| matches!(f.code, None | Some(1000 | 1001)));
+            (!normal_client_close && v.outcome != Outcome::Refused).then_some((
+                e.at,
+                v.role(e.side),
+                i,
+            ))
         })
         .collect();
     endings.sort_by_key(|e| (e.1, e.0));
     let mut reported: HashSet<usize> = HashSet::new();
     for (k, &(t0, role, _)) in endings.iter().enumerate() {
-        let group: Vec<&(Timestamp, &str, usize)> =
-            endings[k..].iter().take_while(|(t, r, _)| *r == role && seconds(t0, *t) <= MASS_WINDOW_S).collect();
+        let group: Vec<&(Timestamp, &str, usize)> = endings[k..]
+            .iter()
+            .take_while(|(t, r, _)| *r == role && seconds(t0, *t) <= MASS_WINDOW_S)
+            .collect();
         if group.len() < MASS_MIN || group.iter().all(|(_, _, i)| reported.contains(i)) {
             continue;
         }
@@ -79,7 +95,11 @@ fn mass_close(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut 
         // Only a large share of what was open at the time is a mass event, not a busy server's churn.
         let open = views
             .iter()
-            .filter(|v| v.outcome != Outcome::Refused && v.conn.first_packet <= t0 && v.conn.ending.is_none_or(|e| e.at >= t0))
+            .filter(|v| {
+                v.outcome != Outcome::Refused
+                    && v.conn.first_packet <= t0
+                    && v.conn.ending.is_none_or(|e| e.at >= t0)
+            })
             .count();
         if group.len() * 2 < open {
             continue;
@@ -142,10 +162,18 @@ fn server_of(v: &View<'_>) -> SocketAddr {
 
 /// When a connection was over, as far as its client could tell.
 fn ended_at(v: &View<'_>) -> Option<Timestamp> {
-    if v.outcome == Outcome::Open { None } else { Some(v.conn.ending.map_or(v.conn.last_packet, |e| e.at)) }
+    if v.outcome == Outcome::Open {
+        None
+    } else {
+        Some(v.conn.ending.map_or(v.conn.last_packet, |e| e.at))
+    }
 }
 
-fn reconnects(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+fn reconnects(
+    views: &[View<'_>],
+    time: &dyn Fn(Timestamp) -> String,
+    out: &mut Vec<(u64, Diagnosis)>,
+) {
     let mut order: Vec<usize> = (0..views.len()).collect();
     order.sort_by_key(|&i| views[i].conn.first_packet);
     // previous[i] = the connection i reconnected after, with the interval.
@@ -158,7 +186,9 @@ fn reconnects(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut 
             .iter()
             .rev()
             .filter(|&&j| !taken.contains(&j))
-            .filter(|&&j| client_ip(&views[j]) == client_ip(v) && server_of(&views[j]) == server_of(v))
+            .filter(|&&j| {
+                client_ip(&views[j]) == client_ip(v) && server_of(&views[j]) == server_of(v)
+            })
             .filter_map(|&j| ended_at(&views[j]).map(|e| (j, seconds(e, start))))
             .find(|(_, gap)| (0.0..=RECONNECT_WITHIN_S).contains(gap));
         if let Some((j, gap)) = candidate {
@@ -167,7 +197,11 @@ fn reconnects(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut 
         }
     }
     // Walk each chain back from its last attempt.
-    let heads: Vec<usize> = previous.keys().copied().filter(|i| !previous.values().any(|(j, _)| j == i)).collect();
+    let heads: Vec<usize> = previous
+        .keys()
+        .copied()
+        .filter(|i| !previous.values().any(|(j, _)| j == i))
+        .collect();
     for head in heads {
         let mut chain = vec![head];
         let mut intervals = Vec::new();
@@ -183,8 +217,14 @@ fn reconnects(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut 
             continue;
         }
         let backoff = intervals.windows(2).all(|w| w[1] >= w[0] * BACKOFF_FACTOR);
-        let ratios: Vec<f64> = intervals.windows(2).filter(|w| w[0] > 0.0).map(|w| w[1] / w[0]).collect();
-        let jitter = ratios.windows(2).any(|r| (r[0] - r[1]).abs() > 0.05 * r[0].max(r[1]));
+        let ratios: Vec<f64> = intervals
+            .windows(2)
+            .filter(|w| w[0] > 0.0)
+            .map(|w| w[1] / w[0])
+            .collect();
+        let jitter = ratios
+            .windows(2)
+            .any(|r| (r[0] - r[1]).abs() > 0.05 * r[0].max(r[1]));
         let fast = intervals.iter().all(|g| *g <= STORM_MAX_INTERVAL_S);
         if backoff || !fast {
             continue;
@@ -217,11 +257,30 @@ fn reconnects(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut 
 /// Silence, in both directions, that makes the older of two parallel connections a leftover.
 const DUPLICATE_SILENT_S: f64 = 30.0;
 
-fn duplicates(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
-    let ws: Vec<&View<'_>> = views.iter().filter(|v| v.outcome != Outcome::Refused && v.conn.is_websocket()).collect();
+fn duplicates(
+    views: &[View<'_>],
+    time: &dyn Fn(Timestamp) -> String,
+    out: &mut Vec<(u64, Diagnosis)>,
+) {
+    let ws: Vec<&View<'_>> = views
+        .iter()
+        .filter(|v| v.outcome != Outcome::Refused && v.conn.is_websocket())
+        .collect();
     for old in &ws {
-        let ua = |v: &View<'_>| v.conn.handshake.request.as_ref().and_then(|(_, _, r)| r.user_agent.clone());
-        let path = |v: &View<'_>| v.conn.handshake.request.as_ref().map(|(_, _, r)| r.path.clone());
+        let ua = |v: &View<'_>| {
+            v.conn
+                .handshake
+                .request
+                .as_ref()
+                .and_then(|(_, _, r)| r.user_agent.clone())
+        };
+        let path = |v: &View<'_>| {
+            v.conn
+                .handshake
+                .request
+                .as_ref()
+                .map(|(_, _, r)| r.path.clone())
+        };
         let old_end = ended_at(old).unwrap_or(old.conn.last_packet);
         let newer = ws.iter().find(|n| {
             n.conn.id != old.conn.id
@@ -237,7 +296,13 @@ fn duplicates(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String, out: &mut 
         });
         let Some(newer) = newer else { continue };
         // The older one said nothing at all, not even a ping, from the newer one's start on.
-        let last_old = old.conn.dirs.iter().filter_map(|d| d.last_activity).max().unwrap_or(old.conn.first_packet);
+        let last_old = old
+            .conn
+            .dirs
+            .iter()
+            .filter_map(|d| d.last_activity)
+            .max()
+            .unwrap_or(old.conn.first_packet);
         let silent = seconds(last_old.max(newer.conn.first_packet), old_end);
         if last_old <= newer.conn.first_packet && silent >= DUPLICATE_SILENT_S {
             out.push((

@@ -30,7 +30,12 @@ pub struct Diagnosis {
 
 impl Diagnosis {
     fn new(id: &str, summary: String, fix: &str) -> Self {
-        Diagnosis { id: id.to_owned(), summary, evidence: BTreeMap::new(), fix: fix.to_owned() }
+        Diagnosis {
+            id: id.to_owned(),
+            summary,
+            evidence: BTreeMap::new(),
+            fix: fix.to_owned(),
+        }
     }
 
     fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -40,7 +45,10 @@ impl Diagnosis {
 
     /// Rank for choosing the main diagnosis: root causes before symptoms.
     fn rank(&self) -> usize {
-        RANKING.iter().position(|id| *id == self.id).unwrap_or(RANKING.len())
+        RANKING
+            .iter()
+            .position(|id| *id == self.id)
+            .unwrap_or(RANKING.len())
     }
 }
 
@@ -69,25 +77,82 @@ const RANKING: &[&str] = &[
 
 /// Every diagnosis id with a one-line meaning (printed by `wsclose explain`, kept in docs/diagnosis.md).
 pub const IDS: &[(&str, &str)] = &[
-    ("idle-timeout", "the connection was ended after N seconds without traffic: an intermediary's or a peer's idle timeout"),
-    ("no-heartbeat", "an idle timeout hit a connection on which neither side sent pings"),
-    ("heartbeat-too-slow", "pings were sent, but less often than every half of the idle timeout that ended the connection"),
-    ("one-way-heartbeat", "in the final idle window traffic flowed one way only (pings never answered or never arriving)"),
-    ("unanswered-ping", "pings got no pong before the end: a dead or half-open peer"),
-    ("abnormal-closure", "TCP ended (FIN or RST) without any close frame: browsers report 1006"),
-    ("close-unanswered", "a close frame got no close reply before TCP ended"),
-    ("server-going-away", "the server closed with 1001 (going away) or 1012 (service restart)"),
-    ("mass-close", "many connections were ended by the same side within a short window"),
-    ("reconnect-storm", "clients reconnected right after closes without backing off"),
-    ("duplicate-connection", "a client holds two connections to the same endpoint, the older one silent"),
-    ("message-too-big", "a side closed with 1009 after a message larger than it accepts"),
-    ("protocol-error", "a protocol violation: 1002/1007 closes, masking errors, bad control frames, RSV bits, invalid close codes"),
-    ("handshake-failed", "the upgrade was refused (non-101), or the request lacked the Upgrade/Connection headers"),
-    ("peer-unreachable", "one side kept retransmitting without acknowledgement before a RST or the end"),
-    ("refused", "connection attempts to a WebSocket server were answered with RST"),
-    ("overloaded", "connection attempts got no answer, or a side advertised a zero window"),
-    ("middlebox-reset", "a RST whose TTL differs from everything that endpoint sent before: forged by a box in between"),
-    ("proxy-legs", "a proxy's two legs of one WebSocket, which ended first and who ended it"),
+    (
+        "idle-timeout",
+        "the connection was ended after N seconds without traffic: an intermediary's or a peer's idle timeout",
+    ),
+    (
+        "no-heartbeat",
+        "an idle timeout hit a connection on which neither side sent pings",
+    ),
+    (
+        "heartbeat-too-slow",
+        "pings were sent, but less often than every half of the idle timeout that ended the connection",
+    ),
+    (
+        "one-way-heartbeat",
+        "in the final idle window traffic flowed one way only (pings never answered or never arriving)",
+    ),
+    (
+        "unanswered-ping",
+        "pings got no pong before the end: a dead or half-open peer",
+    ),
+    (
+        "abnormal-closure",
+        "TCP ended (FIN or RST) without any close frame: browsers report 1006",
+    ),
+    (
+        "close-unanswered",
+        "a close frame got no close reply before TCP ended",
+    ),
+    (
+        "server-going-away",
+        "the server closed with 1001 (going away) or 1012 (service restart)",
+    ),
+    (
+        "mass-close",
+        "many connections were ended by the same side within a short window",
+    ),
+    (
+        "reconnect-storm",
+        "clients reconnected right after closes without backing off",
+    ),
+    (
+        "duplicate-connection",
+        "a client holds two connections to the same endpoint, the older one silent",
+    ),
+    (
+        "message-too-big",
+        "a side closed with 1009 after a message larger than it accepts",
+    ),
+    (
+        "protocol-error",
+        "a protocol violation: 1002/1007 closes, masking errors, bad control frames, RSV bits, invalid close codes",
+    ),
+    (
+        "handshake-failed",
+        "the upgrade was refused (non-101), or the request lacked the Upgrade/Connection headers",
+    ),
+    (
+        "peer-unreachable",
+        "one side kept retransmitting without acknowledgement before a RST or the end",
+    ),
+    (
+        "refused",
+        "connection attempts to a WebSocket server were answered with RST",
+    ),
+    (
+        "overloaded",
+        "connection attempts got no answer, or a side advertised a zero window",
+    ),
+    (
+        "middlebox-reset",
+        "a RST whose TTL differs from everything that endpoint sent before: forged by a box in between",
+    ),
+    (
+        "proxy-legs",
+        "a proxy's two legs of one WebSocket, which ended first and who ended it",
+    ),
 ];
 
 /// Well-known idle timeouts, for naming what a measured idle time matches.
@@ -95,7 +160,10 @@ pub const KNOWN_TIMEOUTS: &[(f64, &str)] = &[
     (30.0, "GCP load balancer backend timeout (30 s)"),
     (50.0, "HAProxy sample config `timeout client/server 50s`"),
     (55.0, "Heroku router idle timeout (55 s)"),
-    (60.0, "nginx proxy_read_timeout / proxy_send_timeout default (60 s)"),
+    (
+        60.0,
+        "nginx proxy_read_timeout / proxy_send_timeout default (60 s)",
+    ),
     (60.0, "AWS ALB / ELB idle timeout default (60 s)"),
     (100.0, "Cloudflare proxy idle timeout (100 s)"),
     (240.0, "Azure Load Balancer idle timeout default (4 min)"),
@@ -114,7 +182,11 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     pub fn role(&self, side: Side) -> &'static str {
-        if side == self.client { "client" } else { "server" }
+        if side == self.client {
+            "client"
+        } else {
+            "server"
+        }
     }
 }
 
@@ -128,7 +200,10 @@ fn ms(x: f64) -> f64 {
 }
 
 /// Runs every rule; returns the diagnoses of each connection by id, main one first.
-pub fn diagnose(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> BTreeMap<u64, Vec<Diagnosis>> {
+pub fn diagnose(
+    views: &[View<'_>],
+    time: &dyn Fn(Timestamp) -> String,
+) -> BTreeMap<u64, Vec<Diagnosis>> {
     let mut found: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
     let idle = rules::idle_candidates(views);
     let clusters = fleet::idle_clusters(views, &idle);
@@ -138,7 +213,10 @@ pub fn diagnose(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> BTree
             found.entry(v.conn.id).or_default().extend(list);
         }
     }
-    for (id, d) in fleet::across(views, time).into_iter().chain(proxy::pair_legs(views, time)) {
+    for (id, d) in fleet::across(views, time)
+        .into_iter()
+        .chain(proxy::pair_legs(views, time))
+    {
         found.entry(id).or_default().push(d);
     }
     for list in found.values_mut() {

@@ -14,15 +14,24 @@ const PAIR_WITHIN_S: f64 = 1.0;
 /// Endings of the two legs this close together are one action of the proxy.
 const SAME_ACTION_S: f64 = 0.5;
 
-fn request_of<'a>(v: &View<'a>) -> Option<(Timestamp, &'a crate::websocket::handshake::UpgradeRequest)> {
-    v.conn.handshake.request.as_ref().map(|(t, _, r)| (*t, r.as_ref()))
+fn request_of<'a>(
+    v: &View<'a>,
+) -> Option<(Timestamp, &'a crate::websocket::handshake::UpgradeRequest)> {
+    v.conn
+        .handshake
+        .request
+        .as_ref()
+        .map(|(t, _, r)| (*t, r.as_ref()))
 }
 
 fn how(e: &Ending, v: &View<'_>) -> String {
     match e.kind {
         EndKind::CloseFrame => {
             let code = v.conn.dirs[e.side].close.as_ref().and_then(|c| c.code);
-            format!("a close frame ({})", code.map_or("no code".to_owned(), |c| c.to_string()))
+            format!(
+                "a close frame ({})",
+                code.map_or("no code".to_owned(), |c| c.to_string())
+            )
         }
         EndKind::Fin => "a FIN".to_owned(),
         EndKind::Rst => "a RST".to_owned(),
@@ -33,7 +42,9 @@ pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<
     let mut out = Vec::new();
     let mut used = std::collections::HashSet::new();
     for front in views {
-        let Some((t_front, req_front)) = request_of(front) else { continue };
+        let Some((t_front, req_front)) = request_of(front) else {
+            continue;
+        };
         if used.contains(&front.conn.id) {
             continue;
         }
@@ -47,7 +58,9 @@ pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<
         });
         let mut best: Option<(&View<'_>, &str)> = None;
         for up in candidates {
-            let Some((t_up, req_up)) = request_of(up) else { continue };
+            let Some((t_up, req_up)) = request_of(up) else {
+                continue;
+            };
             let dt = seconds(t_front, t_up);
             if !(0.0..=PAIR_WITHIN_S).contains(&dt) {
                 continue;
@@ -57,14 +70,19 @@ pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<
                 break;
             }
             // Without the key, only a request from the proxy's own address counts.
-            if best.is_none() && req_front.path == req_up.path && up.conn.endpoints[up.client].ip() == proxy_ip {
+            if best.is_none()
+                && req_front.path == req_up.path
+                && up.conn.endpoints[up.client].ip() == proxy_ip
+            {
                 best = Some((up, "same path within a second"));
             }
         }
         let Some((up, evidence)) = best else { continue };
         used.insert(front.conn.id);
         used.insert(up.conn.id);
-        let (Some(ef), Some(eu)) = (front.conn.ending, up.conn.ending) else { continue };
+        let (Some(ef), Some(eu)) = (front.conn.ending, up.conn.ending) else {
+            continue;
+        };
         // Two clean close handshakes are no fault to explain.
         if front.outcome == Outcome::Clean && up.outcome == Outcome::Clean {
             continue;
@@ -75,7 +93,12 @@ pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<
         let proxy_ended_up = eu.side == up.client;
         let last_frame = [front, up]
             .iter()
-            .flat_map(|v| v.conn.dirs.iter().filter_map(|d| d.last_frame.map(|(t, _)| t)))
+            .flat_map(|v| {
+                v.conn
+                    .dirs
+                    .iter()
+                    .filter_map(|d| d.last_frame.map(|(t, _)| t))
+            })
             .filter(|t| *t <= ef.at.min(eu.at))
             .max();
         let summary = if proxy_ended_front && proxy_ended_up && gap <= SAME_ACTION_S {
@@ -87,26 +110,55 @@ pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<
                     how(&eu, up),
                     idle
                 ),
-                _ => format!("the proxy ended both legs ({} to the client, {} to upstream) within {:.1} ms", how(&ef, front), how(&eu, up), gap * 1e3),
+                _ => format!(
+                    "the proxy ended both legs ({} to the client, {} to upstream) within {:.1} ms",
+                    how(&ef, front),
+                    how(&eu, up),
+                    gap * 1e3
+                ),
             }
         } else if eu.at <= ef.at && !proxy_ended_up {
             let relay = if proxy_ended_front {
-                format!("the proxy relayed it to the client {:.1} ms later", seconds(eu.at, ef.at) * 1e3)
+                format!(
+                    "the proxy relayed it to the client {:.1} ms later",
+                    seconds(eu.at, ef.at) * 1e3
+                )
             } else {
                 "the client ended its leg itself".to_owned()
             };
-            format!("upstream ended first with {} at {}; {relay}", how(&eu, up), time(eu.at))
+            format!(
+                "upstream ended first with {} at {}; {relay}",
+                how(&eu, up),
+                time(eu.at)
+            )
         } else if ef.at <= eu.at && !proxy_ended_front {
             let relay = if proxy_ended_up {
-                format!("the proxy relayed it upstream {:.1} ms later", seconds(ef.at, eu.at) * 1e3)
+                format!(
+                    "the proxy relayed it upstream {:.1} ms later",
+                    seconds(ef.at, eu.at) * 1e3
+                )
             } else {
                 "upstream ended its leg itself".to_owned()
             };
-            format!("the client ended first with {} at {}; {relay}", how(&ef, front), time(ef.at))
+            format!(
+                "the client ended first with {} at {}; {relay}",
+                how(&ef, front),
+                time(ef.at)
+            )
         } else if ef.at <= eu.at {
-            format!("the proxy ended the client's leg first with {} at {}, upstream's {:.1} ms later", how(&ef, front), time(ef.at), gap * 1e3)
+            format!(
+                "the proxy ended the client's leg first with {} at {}, upstream's {:.1} ms later",
+                how(&ef, front),
+                time(ef.at),
+                gap * 1e3
+            )
         } else {
-            format!("the proxy ended the upstream leg first with {} at {}, the client's {:.1} ms later", how(&eu, up), time(eu.at), gap * 1e3)
+            format!(
+                "the proxy ended the upstream leg first with {} at {}, the client's {:.1} ms later",
+                how(&eu, up),
+                time(eu.at),
+                gap * 1e3
+            )
         };
         let d = Diagnosis::new(
             "proxy-legs",

@@ -49,7 +49,15 @@ fn idle_of(v: &View<'_>) -> Option<Idle> {
         let longer = if per_side_s[0] >= per_side_s[1] { 0 } else { 1 };
         (per_side_s[longer], Some(longer))
     };
-    (idle_s >= MIN_IDLE_S).then_some(Idle { side: end.side, kind: end.kind, at: end.at, both_s, per_side_s, idle_s, silent_side })
+    (idle_s >= MIN_IDLE_S).then_some(Idle {
+        side: end.side,
+        kind: end.kind,
+        at: end.at,
+        both_s,
+        per_side_s,
+        idle_s,
+        silent_side,
+    })
 }
 
 fn kind_word(kind: EndKind) -> &'static str {
@@ -80,13 +88,20 @@ pub fn per_connection(
     let mut out = Vec::new();
     let role = |s: Side| v.role(s);
     let clean_normal = v.outcome == Outcome::Clean
-        && c.closes().0.is_some_and(|(_, f)| matches!(f.code, None | Some(1000)));
+        && c.closes()
+            .0
+            .is_some_and(|(_, f)| matches!(f.code, None | Some(1000)));
 
     if v.outcome == Outcome::HandshakeFailed {
         let resp = c.handshake.response.as_ref().map(|(_, _, r)| r);
         let summary = match resp {
-            Some(r) if r.status != 101 => format!("the upgrade was refused: HTTP {} {}", r.status, r.reason),
-            Some(r) => format!("the 101 answer did not switch to WebSocket (Upgrade: {})", r.upgrade.as_deref().unwrap_or("missing")),
+            Some(r) if r.status != 101 => {
+                format!("the upgrade was refused: HTTP {} {}", r.status, r.reason)
+            }
+            Some(r) => format!(
+                "the 101 answer did not switch to WebSocket (Upgrade: {})",
+                r.upgrade.as_deref().unwrap_or("missing")
+            ),
             None => "the upgrade request got no answer before TCP ended".to_owned(),
         };
         let mut d = Diagnosis::new(
@@ -100,7 +115,12 @@ pub fn per_connection(
         out.push(d);
     }
     if c.accept_valid() == Some(false) {
-        let got = c.handshake.response.as_ref().and_then(|(_, _, r)| r.accept.clone()).unwrap_or_default();
+        let got = c
+            .handshake
+            .response
+            .as_ref()
+            .and_then(|(_, _, r)| r.accept.clone())
+            .unwrap_or_default();
         out.push(
             Diagnosis::new(
                 "handshake-failed",
@@ -111,7 +131,10 @@ pub fn per_connection(
         );
     }
     if let Some((_, _, req)) = &c.handshake.request {
-        let connection_upgrade = req.connection.as_deref().is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
+        let connection_upgrade = req
+            .connection
+            .as_deref()
+            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
         if req.wants_websocket() && !connection_upgrade {
             out.push(
                 Diagnosis::new(
@@ -169,7 +192,11 @@ pub fn per_connection(
             out.push(
                 Diagnosis::new(
                     "protocol-error",
-                    format!("the {} sent close code {} which must never be on the wire", role(side), f.code.unwrap_or_default()),
+                    format!(
+                        "the {} sent close code {} which must never be on the wire",
+                        role(side),
+                        f.code.unwrap_or_default()
+                    ),
                     "fix the peer's close call: use 1000-1003, 1007-1014 or 3000-4999",
                 )
                 .with("code", f.code.unwrap_or_default()),
@@ -178,18 +205,40 @@ pub fn per_connection(
     }
     let (cd, sd) = (&c.dirs[v.client], &c.dirs[v.server]);
     let violations: Vec<(&str, u64)> = [
-        ("unmasked_client_frames", if cd.masked_frames > 0 || v.conn.handshake.request.is_some() { cd.unmasked_frames } else { 0 }),
+        (
+            "unmasked_client_frames",
+            if cd.masked_frames > 0 || v.conn.handshake.request.is_some() {
+                cd.unmasked_frames
+            } else {
+                0
+            },
+        ),
         ("masked_server_frames", sd.masked_frames),
-        ("bad_control_frames", cd.bad_control_frames + sd.bad_control_frames),
-        ("rsv_without_extension", cd.rsv_violations + sd.rsv_violations),
-        ("reserved_opcodes", cd.reserved_opcodes + sd.reserved_opcodes),
-        ("fragmentation_errors", cd.fragmentation_errors + sd.fragmentation_errors),
+        (
+            "bad_control_frames",
+            cd.bad_control_frames + sd.bad_control_frames,
+        ),
+        (
+            "rsv_without_extension",
+            cd.rsv_violations + sd.rsv_violations,
+        ),
+        (
+            "reserved_opcodes",
+            cd.reserved_opcodes + sd.reserved_opcodes,
+        ),
+        (
+            "fragmentation_errors",
+            cd.fragmentation_errors + sd.fragmentation_errors,
+        ),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)
     .collect();
     if !violations.is_empty() {
-        let what: Vec<String> = violations.iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
+        let what: Vec<String> = violations
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+            .collect();
         let mut d = Diagnosis::new(
             "protocol-error",
             format!("RFC 6455 violations: {}", what.join(", ")),
@@ -211,7 +260,11 @@ pub fn per_connection(
         if round || !defaults.is_empty() || clustered {
             let scope = match idle.silent_side {
                 None => "no traffic in either direction".to_owned(),
-                Some(s) => format!("nothing from the {} (the {} kept sending)", role(s), role(1 - s)),
+                Some(s) => format!(
+                    "nothing from the {} (the {} kept sending)",
+                    role(s),
+                    role(1 - s)
+                ),
             };
             let mut summary = format!(
                 "the {} ended the connection with {} after {:.1} s with {scope}",
@@ -239,8 +292,12 @@ pub fn per_connection(
             if let Some((n, around)) = cluster
                 && *n >= 2
             {
-                d = d.with("cluster_size", *n as u64).with("cluster_idle_s", ms(*around));
-                d.summary.push_str(&format!(" ({n} connections in this capture ended after the same idle time)"));
+                d = d
+                    .with("cluster_size", *n as u64)
+                    .with("cluster_idle_s", ms(*around));
+                d.summary.push_str(&format!(
+                    " ({n} connections in this capture ended after the same idle time)"
+                ));
             }
             out.push(d);
             out.extend(heartbeat(v, &idle));
@@ -250,7 +307,9 @@ pub fn per_connection(
     // Pings without pongs.
     for side in [v.client, v.server] {
         let n = c.unanswered_pings[side];
-        let Some(first) = c.dirs[side].first_unanswered_ping else { continue };
+        let Some(first) = c.dirs[side].first_unanswered_ping else {
+            continue;
+        };
         let end = c.ending.map_or(c.last_packet, |e| e.at.max(first));
         let wait = seconds(first, end.max(c.last_packet).min(end.max(first)));
         if n > 0 && wait >= MIN_PING_WAIT_S && !clean_normal {
@@ -298,7 +357,11 @@ pub fn per_connection(
                 let d = &c.dirs[side];
                 let tcp_end = [d.first_fin, d.first_rst].into_iter().flatten().min();
                 let other = &c.dirs[1 - side];
-                let other_gone = [other.first_fin, other.first_rst].into_iter().flatten().min().filter(|t| *t <= f.at);
+                let other_gone = [other.first_fin, other.first_rst]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .filter(|t| *t <= f.at);
                 let mut diag = Diagnosis::new(
                     "close-unanswered",
                     match (other_gone, tcp_end) {
@@ -338,7 +401,10 @@ pub fn per_connection(
         if d.retrans_streak >= UNREACHABLE_STREAK
             && let Some(since) = d.retrans_streak_since
         {
-            let until = c.dirs[1 - side].first_rst.or(c.dirs[side].first_rst).unwrap_or(c.last_packet);
+            let until = c.dirs[1 - side]
+                .first_rst
+                .or(c.dirs[side].first_rst)
+                .unwrap_or(c.last_packet);
             out.push(
                 Diagnosis::new(
                     "peer-unreachable",
@@ -396,12 +462,18 @@ fn heartbeat(v: &View<'_>, idle: &Idle) -> Vec<Diagnosis> {
     let pings = c.dirs[0].pings + c.dirs[1].pings;
     let pongs = c.dirs[0].pongs + c.dirs[1].pongs;
     if pings + pongs == 0 {
-        return vec![Diagnosis::new(
-            "no-heartbeat",
-            format!("neither side sent a ping in {:.1} s; the connection idled out after {:.1} s", seconds(c.first_packet, idle.at), idle.idle_s),
-            "enable pings on one side (every 20-25 s behind a 60 s timeout)",
-        )
-        .with("idle_s", ms(idle.idle_s))];
+        return vec![
+            Diagnosis::new(
+                "no-heartbeat",
+                format!(
+                    "neither side sent a ping in {:.1} s; the connection idled out after {:.1} s",
+                    seconds(c.first_packet, idle.at),
+                    idle.idle_s
+                ),
+                "enable pings on one side (every 20-25 s behind a 60 s timeout)",
+            )
+            .with("idle_s", ms(idle.idle_s)),
+        ];
     }
     if let Some(silent) = idle.silent_side {
         let talker = 1 - silent;
@@ -421,21 +493,37 @@ fn heartbeat(v: &View<'_>, idle: &Idle) -> Vec<Diagnosis> {
             .with("pings_from_talker", c.dirs[talker].pings)];
         }
     }
-    let interval = [0, 1].into_iter().filter_map(|s| ping_interval(&c.dirs[s].ping_times).map(|i| (s, i))).min_by(|a, b| a.1.total_cmp(&b.1));
+    let interval = [0, 1]
+        .into_iter()
+        .filter_map(|s| ping_interval(&c.dirs[s].ping_times).map(|i| (s, i)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
     match interval {
-        Some((side, every)) if every > idle.idle_s / 2.0 => vec![Diagnosis::new(
-            "heartbeat-too-slow",
-            format!("the {} pings every {:.1} s, more than half the {:.1} s idle timeout", role(side), every, idle.idle_s),
-            "ping at least twice per idle timeout",
-        )
-        .with("ping_interval_s", ms(every))
-        .with("idle_timeout_s", ms(idle.idle_s))],
-        None => vec![Diagnosis::new(
-            "heartbeat-too-slow",
-            format!("only {pings} ping(s) in {:.1} s, none in the last {:.1} s", seconds(c.first_packet, idle.at), idle.idle_s),
-            "ping at least twice per idle timeout",
-        )
-        .with("idle_timeout_s", ms(idle.idle_s))],
+        Some((side, every)) if every > idle.idle_s / 2.0 => vec![
+            Diagnosis::new(
+                "heartbeat-too-slow",
+                format!(
+                    "the {} pings every {:.1} s, more than half the {:.1} s idle timeout",
+                    role(side),
+                    every,
+                    idle.idle_s
+                ),
+                "ping at least twice per idle timeout",
+            )
+            .with("ping_interval_s", ms(every))
+            .with("idle_timeout_s", ms(idle.idle_s)),
+        ],
+        None => vec![
+            Diagnosis::new(
+                "heartbeat-too-slow",
+                format!(
+                    "only {pings} ping(s) in {:.1} s, none in the last {:.1} s",
+                    seconds(c.first_packet, idle.at),
+                    idle.idle_s
+                ),
+                "ping at least twice per idle timeout",
+            )
+            .with("idle_timeout_s", ms(idle.idle_s)),
+        ],
         _ => Vec::new(),
     }
 }

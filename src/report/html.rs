@@ -56,30 +56,63 @@ pub fn svg(c: &ConnectionReport) -> String {
     let span = c.duration_s.max(1e-6);
     let x = |rel: f64| LEFT + (rel / span).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT);
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="160" role="img" aria-label="timeline of connection {}">"#, c.id);
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="160" role="img" aria-label="timeline of connection {}">"#,
+        c.id
+    );
     // Idle stretches first, so marks draw over them.
     for w in events.windows(2) {
         let gap = w[1].rel - w[0].rel;
         if gap >= IDLE_SHOWN_S && gap >= span * 0.05 {
             let (x0, x1) = (x(w[0].rel), x(w[1].rel));
-            let _ = write!(s, r#"<rect x="{x0:.1}" y="20" width="{:.1}" height="110" fill="{COLOR_IDLE}"/>"#, (x1 - x0).max(1.0));
-            let _ = write!(s, r##"<text x="{:.1}" y="80" font-size="11" text-anchor="middle" fill="#495057">{gap:.2} s idle</text>"##, (x0 + x1) / 2.0);
+            let _ = write!(
+                s,
+                r#"<rect x="{x0:.1}" y="20" width="{:.1}" height="110" fill="{COLOR_IDLE}"/>"#,
+                (x1 - x0).max(1.0)
+            );
+            let _ = write!(
+                s,
+                r##"<text x="{:.1}" y="80" font-size="11" text-anchor="middle" fill="#495057">{gap:.2} s idle</text>"##,
+                (x0 + x1) / 2.0
+            );
         }
     }
     for (y, label) in [(CLIENT_Y, "client"), (SERVER_Y, "server")] {
-        let _ = write!(s, r#"<line x1="{LEFT}" y1="{y}" x2="{:.1}" y2="{y}" stroke="{COLOR_LANE}" stroke-width="2"/>"#, WIDTH - RIGHT);
-        let _ = write!(s, r#"<text x="8" y="{:.1}" font-size="12">{label}</text>"#, y + 4.0);
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" y1="{y}" x2="{:.1}" y2="{y}" stroke="{COLOR_LANE}" stroke-width="2"/>"#,
+            WIDTH - RIGHT
+        );
+        let _ = write!(
+            s,
+            r#"<text x="8" y="{:.1}" font-size="12">{label}</text>"#,
+            y + 4.0
+        );
     }
     for e in events {
         let cx = x(e.rel);
-        let y = if e.by == Role::Client { CLIENT_Y } else { SERVER_Y };
+        let y = if e.by == Role::Client {
+            CLIENT_Y
+        } else {
+            SERVER_Y
+        };
         let title = format!("{} +{:.6}s {} {}", e.at, e.rel, e.event, e.detail);
         let mark = match e.event.as_str() {
-            "data" | "request" | "response" => format!(r#"<rect x="{:.1}" y="{:.1}" width="3" height="14" fill="{COLOR_DATA}"/>"#, cx - 1.5, y - 7.0),
+            "data" | "request" | "response" => format!(
+                r#"<rect x="{:.1}" y="{:.1}" width="3" height="14" fill="{COLOR_DATA}"/>"#,
+                cx - 1.5,
+                y - 7.0
+            ),
             "ping" => format!(r#"<circle cx="{cx:.1}" cy="{y}" r="5" fill="{COLOR_PING}"/>"#),
             "pong" => format!(r#"<circle cx="{cx:.1}" cy="{y}" r="5" fill="{COLOR_PONG}"/>"#),
             "close" => {
-                let code = e.detail.split(' ').next().filter(|c| c.chars().all(|ch| ch.is_ascii_digit())).unwrap_or("");
+                let code = e
+                    .detail
+                    .split(' ')
+                    .next()
+                    .filter(|c| c.chars().all(|ch| ch.is_ascii_digit()))
+                    .unwrap_or("");
                 format!(
                     r#"<polygon points="{cx:.1},{:.1} {:.1},{y} {cx:.1},{:.1} {:.1},{y}" fill="{COLOR_CLOSE}"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="{COLOR_CLOSE}">close {}</text>"#,
                     y - 10.0,
@@ -92,17 +125,40 @@ pub fn svg(c: &ConnectionReport) -> String {
                 )
             }
             // FIN below the lane and RST above it, so marks at the same instant stay visible.
-            "fin" => format!(r#"<polygon points="{cx:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="{COLOR_FIN}"/>"#, y + 6.0, cx + 8.0, y + 20.0, cx - 8.0, y + 20.0),
+            "fin" => format!(
+                r#"<polygon points="{cx:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="{COLOR_FIN}"/>"#,
+                y + 6.0,
+                cx + 8.0,
+                y + 20.0,
+                cx - 8.0,
+                y + 20.0
+            ),
             "rst" => format!(
                 r#"<path d="M{:.1},{:.1} L{:.1},{:.1} M{:.1},{:.1} L{:.1},{:.1}" stroke="{COLOR_RST}" stroke-width="3"/>"#,
-                cx - 6.0, y - 25.0, cx + 6.0, y - 13.0, cx - 6.0, y - 13.0, cx + 6.0, y - 25.0
+                cx - 6.0,
+                y - 25.0,
+                cx + 6.0,
+                y - 13.0,
+                cx - 6.0,
+                y - 13.0,
+                cx + 6.0,
+                y - 25.0
             ),
-            "gap" => format!(r#"<rect x="{:.1}" y="{:.1}" width="6" height="6" fill="none" stroke="{COLOR_CLOSE}"/>"#, cx - 3.0, y - 3.0),
+            "gap" => format!(
+                r#"<rect x="{:.1}" y="{:.1}" width="6" height="6" fill="none" stroke="{COLOR_CLOSE}"/>"#,
+                cx - 3.0,
+                y - 3.0
+            ),
             _ => format!(r#"<circle cx="{cx:.1}" cy="{y}" r="2" fill="{COLOR_LANE}"/>"#),
         };
         let _ = write!(s, "<g><title>{}</title>{mark}</g>", esc(&title));
     }
-    let _ = write!(s, r#"<text x="{LEFT}" y="152" font-size="11">+0 s</text><text x="{:.1}" y="152" font-size="11" text-anchor="end">+{:.3} s</text></svg>"#, WIDTH - RIGHT, c.duration_s);
+    let _ = write!(
+        s,
+        r#"<text x="{LEFT}" y="152" font-size="11">+0 s</text><text x="{:.1}" y="152" font-size="11" text-anchor="end">+{:.3} s</text></svg>"#,
+        WIDTH - RIGHT,
+        c.duration_s
+    );
     s
 }
 
@@ -110,8 +166,16 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let mut h = String::new();
     let cap = &report.capture;
     let s = &report.summary;
-    let _ = write!(h, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>WebSocket close report</title><style>{STYLE}</style></head><body>");
-    let _ = write!(h, "<h1>WebSocket close report</h1><p>Generated by {} from {}.</p>", esc(&report.tool), esc(&cap.files.join(", ")));
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>WebSocket close report</title><style>{STYLE}</style></head><body>"
+    );
+    let _ = write!(
+        h,
+        "<h1>WebSocket close report</h1><p>Generated by {} from {}.</p>",
+        esc(&report.tool),
+        esc(&cap.files.join(", "))
+    );
     let _ = write!(
         h,
         "<h2>Capture</h2><table><tr><th>span</th><td>{} .. {}</td></tr><tr><th>packets</th><td>{} ({} TCP segments, {} TCP connections)</td></tr><tr><th>snaplen-cut packets</th><td>{}</td></tr>",
@@ -127,13 +191,21 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     h.push_str("</table>");
     let (p50, p90, p99, max) = duration_percentiles(report);
-    let rate = if s.connections == 0 { 0.0 } else { s.abnormal_closures as f64 * 100.0 / s.connections as f64 };
+    let rate = if s.connections == 0 {
+        0.0
+    } else {
+        s.abnormal_closures as f64 * 100.0 / s.connections as f64
+    };
     let _ = write!(
         h,
         "<h2>Summary</h2><p>{} WebSocket connections; {} abnormal closures ({rate:.1}%); {} reconnections; duration p50 {p50:.3} s, p90 {p90:.3} s, p99 {p99:.3} s, max {max:.3} s.</p>",
         s.connections, s.abnormal_closures, s.reconnections
     );
-    for (title, map) in [("outcome", &s.by_outcome), ("close code", &s.by_close_code), ("closed by", &s.closed_by)] {
+    for (title, map) in [
+        ("outcome", &s.by_outcome),
+        ("close code", &s.by_close_code),
+        ("closed by", &s.closed_by),
+    ] {
         if !map.is_empty() {
             let _ = write!(h, "<table><tr><th>{title}</th><th>connections</th></tr>");
             for (k, v) in map {
@@ -148,16 +220,42 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         h.push_str("<p class=\"ok\">No fault found: every connection closed normally or is still open.</p>");
     }
     for (id, (fix, items)) in &groups {
-        let _ = write!(h, "<h3><code>{}</code> ({} connection{})</h3><ul>", esc(id), items.len(), if items.len() == 1 { "" } else { "s" });
+        let _ = write!(
+            h,
+            "<h3><code>{}</code> ({} connection{})</h3><ul>",
+            esc(id),
+            items.len(),
+            if items.len() == 1 { "" } else { "s" }
+        );
         for (c, d) in items {
-            let evidence: Vec<String> = d.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = write!(h, "<li><b>#{}</b> {} → {}: {}<br><small>{}</small></li>", c.id, esc(&c.client), esc(&c.server), esc(&d.summary), esc(&evidence.join(", ")));
+            let evidence: Vec<String> =
+                d.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = write!(
+                h,
+                "<li><b>#{}</b> {} → {}: {}<br><small>{}</small></li>",
+                c.id,
+                esc(&c.client),
+                esc(&c.server),
+                esc(&d.summary),
+                esc(&evidence.join(", "))
+            );
         }
         let _ = write!(h, "</ul><p><i>Fix:</i> {}</p>", esc(fix));
     }
     h.push_str("<h2>Timelines</h2><p class=\"legend\">");
-    for (color, what) in [(COLOR_DATA, "data / handshake"), (COLOR_PING, "ping"), (COLOR_PONG, "pong"), (COLOR_CLOSE, "close frame"), (COLOR_FIN, "FIN"), (COLOR_RST, "RST"), (COLOR_IDLE, "idle")] {
-        let _ = write!(h, "<span><svg width=\"12\" height=\"12\"><rect width=\"12\" height=\"12\" fill=\"{color}\"/></svg> {what}</span>");
+    for (color, what) in [
+        (COLOR_DATA, "data / handshake"),
+        (COLOR_PING, "ping"),
+        (COLOR_PONG, "pong"),
+        (COLOR_CLOSE, "close frame"),
+        (COLOR_FIN, "FIN"),
+        (COLOR_RST, "RST"),
+        (COLOR_IDLE, "idle"),
+    ] {
+        let _ = write!(
+            h,
+            "<span><svg width=\"12\" height=\"12\"><rect width=\"12\" height=\"12\" fill=\"{color}\"/></svg> {what}</span>"
+        );
     }
     h.push_str("</p>");
     for c in connections_that_matter(report) {
@@ -172,7 +270,12 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             esc(c.outcome.as_str())
         );
         for d in c.diagnosis.iter().take(1) {
-            let _ = write!(h, "<div class=\"diag\"><b>{}</b>: {}</div>", esc(&d.id), esc(&d.summary));
+            let _ = write!(
+                h,
+                "<div class=\"diag\"><b>{}</b>: {}</div>",
+                esc(&d.id),
+                esc(&d.summary)
+            );
         }
         h.push_str(&svg(c));
     }
@@ -188,11 +291,24 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             esc(&c.server),
             esc(c.path.as_deref().unwrap_or("-")),
             esc(c.outcome.as_str()),
-            fc.map_or("-".to_owned(), |f| format!("{} +{:.3}s", f.by.as_str(), f.rel)),
-            fc.and_then(|f| f.code).map_or("-".to_owned(), |c| c.to_string()),
+            fc.map_or("-".to_owned(), |f| format!(
+                "{} +{:.3}s",
+                f.by.as_str(),
+                f.rel
+            )),
+            fc.and_then(|f| f.code)
+                .map_or("-".to_owned(), |c| c.to_string()),
             esc(fc.map_or("", |f| f.reason.as_str())),
-            c.first_fin.as_ref().map_or("-".to_owned(), |e| format!("{} +{:.3}s", e.by.as_str(), e.rel)),
-            c.first_rst.as_ref().map_or("-".to_owned(), |e| format!("{} +{:.3}s", e.by.as_str(), e.rel)),
+            c.first_fin.as_ref().map_or("-".to_owned(), |e| format!(
+                "{} +{:.3}s",
+                e.by.as_str(),
+                e.rel
+            )),
+            c.first_rst.as_ref().map_or("-".to_owned(), |e| format!(
+                "{} +{:.3}s",
+                e.by.as_str(),
+                e.rel
+            )),
             esc(c.diagnosis.first().map_or("-", |d| d.id.as_str())),
         );
     }

@@ -53,10 +53,29 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result
 fn write_csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     let header = [
-        "id", "client", "server", "path", "outcome", "start", "duration_s", "first_close_by", "first_close_at",
-        "first_close_code", "first_close_reason", "close_reply_by", "close_reply_at", "close_reply_code",
-        "first_fin_by", "first_fin_at", "first_rst_by", "first_rst_at", "pings_client", "pings_server",
-        "pongs_client", "pongs_server", "unanswered_pings",
+        "id",
+        "client",
+        "server",
+        "path",
+        "outcome",
+        "start",
+        "duration_s",
+        "first_close_by",
+        "first_close_at",
+        "first_close_code",
+        "first_close_reason",
+        "close_reply_by",
+        "close_reply_at",
+        "close_reply_code",
+        "first_fin_by",
+        "first_fin_at",
+        "first_rst_by",
+        "first_rst_at",
+        "pings_client",
+        "pings_server",
+        "pongs_client",
+        "pongs_server",
+        "unanswered_pings",
     ];
     w.write_record(header)?;
     let opt = |o: Option<String>| o.unwrap_or_default();

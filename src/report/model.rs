@@ -227,13 +227,29 @@ fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<Time
                 K::SynAck => ("syn-ack", String::new()),
                 K::Request { path } => ("request", format!("GET {path}")),
                 K::Response { status } => ("response", format!("HTTP {status}")),
-                K::Data { frames, bytes } => ("data", format!("{frames} frame{}, {bytes} B", if *frames == 1 { "" } else { "s" })),
+                K::Data { frames, bytes } => (
+                    "data",
+                    format!(
+                        "{frames} frame{}, {bytes} B",
+                        if *frames == 1 { "" } else { "s" }
+                    ),
+                ),
                 K::Ping { len } => ("ping", format!("{len} B")),
-                K::Pong { rtt_s } => ("pong", rtt_s.map_or_else(|| "unsolicited".to_owned(), |r| format!("rtt {:.3} ms", r * 1e3))),
+                K::Pong { rtt_s } => (
+                    "pong",
+                    rtt_s.map_or_else(
+                        || "unsolicited".to_owned(),
+                        |r| format!("rtt {:.3} ms", r * 1e3),
+                    ),
+                ),
                 K::Close { code, reason } => (
                     "close",
                     match code {
-                        Some(code) => format!("{code}{}{}", if reason.is_empty() { "" } else { " " }, reason),
+                        Some(code) => format!(
+                            "{code}{}{}",
+                            if reason.is_empty() { "" } else { " " },
+                            reason
+                        ),
                         None => "(no code)".to_owned(),
                     },
                 ),
@@ -244,7 +260,11 @@ fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<Time
             TimelineEntry {
                 at: tf.format(e.at, c.precision),
                 rel: e.at.seconds_since(c.first_packet),
-                by: if e.side == client { Role::Client } else { Role::Server },
+                by: if e.side == client {
+                    Role::Client
+                } else {
+                    Role::Server
+                },
                 event: event.to_owned(),
                 detail,
             }
@@ -253,8 +273,20 @@ fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<Time
     if log.dropped > 0
         && let Some(pos) = out.len().checked_sub(crate::analyzer::event::TAIL_KEPT)
     {
-        let at = out.get(pos).map(|e| (e.at.clone(), e.rel)).unwrap_or_default();
-        out.insert(pos, TimelineEntry { at: at.0, rel: at.1, by: Role::Client, event: "elided".into(), detail: format!("{} events not kept", log.dropped) });
+        let at = out
+            .get(pos)
+            .map(|e| (e.at.clone(), e.rel))
+            .unwrap_or_default();
+        out.insert(
+            pos,
+            TimelineEntry {
+                at: at.0,
+                rel: at.1,
+                by: Role::Client,
+                event: "elided".into(),
+                detail: format!("{} events not kept", log.dropped),
+            },
+        );
     }
     Some(out)
 }
@@ -297,12 +329,19 @@ pub struct Report {
 }
 
 fn per_side<T>(client: Side, f: impl Fn(&DirFacts) -> T, c: &Connection) -> PerSide<T> {
-    PerSide { client: f(&c.dirs[client]), server: f(&c.dirs[1 - client]) }
+    PerSide {
+        client: f(&c.dirs[client]),
+        server: f(&c.dirs[1 - client]),
+    }
 }
 
 pub fn outcome_of(c: &Connection) -> Outcome {
     if !c.is_websocket() {
-        return if c.is_failed_attempt() { Outcome::Refused } else { Outcome::NotWebsocket };
+        return if c.is_failed_attempt() {
+            Outcome::Refused
+        } else {
+            Outcome::NotWebsocket
+        };
     }
     if c.handshake_failed() {
         return Outcome::HandshakeFailed;
@@ -318,7 +357,13 @@ pub fn outcome_of(c: &Connection) -> Outcome {
 impl ConnectionReport {
     pub fn from_connection(c: &Connection, tf: &TimeFormat) -> ConnectionReport {
         let (client, roles_from) = c.roles();
-        let role = |side: Side| if side == client { Role::Client } else { Role::Server };
+        let role = |side: Side| {
+            if side == client {
+                Role::Client
+            } else {
+                Role::Server
+            }
+        };
         let at = |t: Timestamp| tf.format(t, c.precision);
         let rel = |t: Timestamp| t.seconds_since(c.first_packet);
         let close = |x: Option<(Side, &CloseFrameFacts)>| {
@@ -334,7 +379,13 @@ impl ConnectionReport {
             })
         };
         let (first, reply) = c.closes();
-        let tcp_event = |x: Option<(Side, Timestamp)>| x.map(|(s, t)| TcpEvent { by: role(s), at: at(t), rel: rel(t) });
+        let tcp_event = |x: Option<(Side, Timestamp)>| {
+            x.map(|(s, t)| TcpEvent {
+                by: role(s),
+                at: at(t),
+                rel: rel(t),
+            })
+        };
         let req = c.handshake.request.as_ref().map(|(_, _, r)| r);
         let resp = c.handshake.response.as_ref().map(|(_, _, r)| r);
         let server = 1 - client;
@@ -355,7 +406,10 @@ impl ConnectionReport {
             accept_valid: c.accept_valid(),
             missing_upgrade_headers: req.is_some_and(|r| {
                 !r.wants_websocket()
-                    || !r.connection.as_deref().is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+                    || !r
+                        .connection
+                        .as_deref()
+                        .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
             }),
             attempts: c.handshake.attempts,
         };
@@ -390,7 +444,13 @@ impl ConnectionReport {
             rst: per_side(client, |d| d.first_rst.map(at), c),
             last_frame: per_side(
                 client,
-                |d| d.last_frame.map(|(t, op)| LastFrame { at: at(t), rel: rel(t), opcode: op.name().to_owned() }),
+                |d| {
+                    d.last_frame.map(|(t, op)| LastFrame {
+                        at: at(t),
+                        rel: rel(t),
+                        opcode: op.name().to_owned(),
+                    })
+                },
                 c,
             ),
             last_activity: per_side(client, |d| d.last_activity.map(at), c),
@@ -402,9 +462,22 @@ impl ConnectionReport {
             pongs: per_side(client, |d| d.pongs, c),
             unsolicited_pongs: per_side(client, |d| d.unsolicited_pongs, c),
             unanswered_pings: c.unanswered_pings.iter().sum(),
-            unanswered_pings_by: PerSide { client: c.unanswered_pings[client], server: c.unanswered_pings[server] },
-            ping_rtt: PerSide { client: rtt(cd), server: rtt(sd) },
-            gaps: per_side(client, |d| Gaps { count: d.reassembly.gaps, bytes: d.reassembly.gap_bytes }, c),
+            unanswered_pings_by: PerSide {
+                client: c.unanswered_pings[client],
+                server: c.unanswered_pings[server],
+            },
+            ping_rtt: PerSide {
+                client: rtt(cd),
+                server: rtt(sd),
+            },
+            gaps: per_side(
+                client,
+                |d| Gaps {
+                    count: d.reassembly.gaps,
+                    bytes: d.reassembly.gap_bytes,
+                },
+                c,
+            ),
             retransmissions: per_side(client, |d| d.reassembly.retransmitted, c),
             out_of_order: per_side(client, |d| d.reassembly.out_of_order, c),
             protocol: Protocol {
@@ -417,7 +490,9 @@ impl ConnectionReport {
                 fragmentation_errors: cd.fragmentation_errors + sd.fragmentation_errors,
                 frames_after_close: cd.frames_after_close + sd.frames_after_close,
             },
-            mid_stream: c.handshake.request.is_none() && c.handshake.response.is_none() && c.is_websocket(),
+            mid_stream: c.handshake.request.is_none()
+                && c.handshake.response.is_none()
+                && c.is_websocket(),
             notes: c.anomalies.clone(),
             diagnosis: Vec::new(),
             timeline: timeline_of(c, client, tf),
@@ -427,9 +502,14 @@ impl ConnectionReport {
 
 impl Summary {
     pub fn of(connections: &[ConnectionReport]) -> Summary {
-        let mut s = Summary { connections: connections.len() as u64, ..Default::default() };
+        let mut s = Summary {
+            connections: connections.len() as u64,
+            ..Default::default()
+        };
         for c in connections {
-            *s.by_outcome.entry(c.outcome.as_str().to_owned()).or_default() += 1;
+            *s.by_outcome
+                .entry(c.outcome.as_str().to_owned())
+                .or_default() += 1;
             if let Some(f) = &c.first_close {
                 let code = f.code.map_or_else(|| "none".to_owned(), |c| c.to_string());
                 *s.by_close_code.entry(code).or_default() += 1;
@@ -452,11 +532,16 @@ impl Summary {
 /// Reconnections: a connection that starts at most a minute after an earlier one from the same client
 /// address to the same server endpoint ended.
 fn count_reconnections(views: &[View<'_>]) -> u64 {
-    let mut ends: std::collections::HashMap<(std::net::IpAddr, std::net::SocketAddr), Vec<Timestamp>> = Default::default();
+    let mut ends: std::collections::HashMap<
+        (std::net::IpAddr, std::net::SocketAddr),
+        Vec<Timestamp>,
+    > = Default::default();
     for v in views {
         if v.outcome != Outcome::Open {
             let end = v.conn.ending.map_or(v.conn.last_packet, |e| e.at);
-            ends.entry((v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server])).or_default().push(end);
+            ends.entry((v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server]))
+                .or_default()
+                .push(end);
         }
     }
     for list in ends.values_mut() {
@@ -466,10 +551,14 @@ fn count_reconnections(views: &[View<'_>]) -> u64 {
         .iter()
         .filter(|v| {
             let start = v.conn.first_packet;
-            ends.get(&(v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server])).is_some_and(|list| {
-                let i = list.partition_point(|t| *t <= start);
-                i > 0 && list.get(i - 1).is_some_and(|t| start.seconds_since(*t) <= 60.0)
-            })
+            ends.get(&(v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server]))
+                .is_some_and(|list| {
+                    let i = list.partition_point(|t| *t <= start);
+                    i > 0
+                        && list
+                            .get(i - 1)
+                            .is_some_and(|t| start.seconds_since(*t) <= 60.0)
+                })
         })
         .count() as u64
 }
@@ -485,14 +574,23 @@ pub struct BuildOptions<'a> {
 }
 
 /// Builds the report, keeping the connections `keep` accepts (diagnosis sees all of them first).
-pub fn build(analysis: &Analysis, opts: BuildOptions<'_>, keep: impl Fn(&ConnectionReport) -> bool) -> Report {
+pub fn build(
+    analysis: &Analysis,
+    opts: BuildOptions<'_>,
+    keep: impl Fn(&ConnectionReport) -> bool,
+) -> Report {
     let tf = &opts.time;
     let views: Vec<View<'_>> = analysis
         .connections
         .iter()
         .map(|c| {
             let (client, _) = c.roles();
-            View { conn: c, client, server: 1 - client, outcome: outcome_of(c) }
+            View {
+                conn: c,
+                client,
+                server: 1 - client,
+                outcome: outcome_of(c),
+            }
         })
         .collect();
     // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
@@ -543,7 +641,10 @@ pub fn build(analysis: &Analysis, opts: BuildOptions<'_>, keep: impl Fn(&Connect
             warnings,
             errors,
         },
-        summary: Summary { reconnections: count_reconnections(&shown), ..Summary::of(&connections) },
+        summary: Summary {
+            reconnections: count_reconnections(&shown),
+            ..Summary::of(&connections)
+        },
         connections,
     }
 }

@@ -13,18 +13,27 @@ fn close_cell(c: &Option<CloseFrame>) -> String {
     match c {
         None => "-".into(),
         Some(f) => {
-            let code = f.code.map_or_else(|| "(no code)".to_owned(), |c| c.to_string());
+            let code = f
+                .code
+                .map_or_else(|| "(no code)".to_owned(), |c| c.to_string());
             format!("{} {} {}", f.by.as_str(), code, relative(f.rel))
         }
     }
 }
 
 fn tcp_cell(e: &Option<TcpEvent>) -> String {
-    e.as_ref().map_or_else(|| "-".into(), |e| format!("{} {}", e.by.as_str(), relative(e.rel)))
+    e.as_ref().map_or_else(
+        || "-".into(),
+        |e| format!("{} {}", e.by.as_str(), relative(e.rel)),
+    )
 }
 
 fn row(c: &ConnectionReport) -> Vec<String> {
-    let reason = c.first_close.as_ref().map(|f| f.reason.as_str()).unwrap_or_default();
+    let reason = c
+        .first_close
+        .as_ref()
+        .map(|f| f.reason.as_str())
+        .unwrap_or_default();
     vec![
         c.id.to_string(),
         c.client.clone(),
@@ -33,12 +42,17 @@ fn row(c: &ConnectionReport) -> Vec<String> {
         c.start.clone(),
         relative(c.duration_s),
         close_cell(&c.first_close),
-        c.close_reply.as_ref().map_or_else(|| "-".into(), |r| format!("{} {}", r.by.as_str(), relative(r.rel))),
+        c.close_reply.as_ref().map_or_else(
+            || "-".into(),
+            |r| format!("{} {}", r.by.as_str(), relative(r.rel)),
+        ),
         terminal(&clip(reason, 40)).into_owned(),
         tcp_cell(&c.first_fin),
         tcp_cell(&c.first_rst),
         c.outcome.as_str().to_owned(),
-        c.diagnosis.first().map_or_else(|| "-".to_owned(), |d| d.id.clone()),
+        c.diagnosis
+            .first()
+            .map_or_else(|| "-".to_owned(), |d| d.id.clone()),
     ]
 }
 
@@ -48,8 +62,19 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     } else {
         let mut b = Builder::default();
         b.push_record([
-            "ID", "CLIENT", "SERVER", "PATH", "START", "DURATION", "CLOSED BY", "REPLY", "REASON", "FIN BY", "RST BY",
-            "OUTCOME", "DIAGNOSIS",
+            "ID",
+            "CLIENT",
+            "SERVER",
+            "PATH",
+            "START",
+            "DURATION",
+            "CLOSED BY",
+            "REPLY",
+            "REASON",
+            "FIN BY",
+            "RST BY",
+            "OUTCOME",
+            "DIAGNOSIS",
         ]);
         for c in &report.connections {
             b.push_record(row(c));
@@ -57,7 +82,11 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let mut table = b.build();
         table.with(Style::psql());
         writeln!(out, "{table}")?;
-        let diagnosed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| !c.diagnosis.is_empty()).collect();
+        let diagnosed: Vec<&ConnectionReport> = report
+            .connections
+            .iter()
+            .filter(|c| !c.diagnosis.is_empty())
+            .collect();
         if !diagnosed.is_empty() {
             writeln!(out, "\nWhy:")?;
             for c in diagnosed {
@@ -87,7 +116,10 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
     )?;
     let join = |m: &std::collections::BTreeMap<String, u64>| {
-        m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+        m.iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     if !s.by_outcome.is_empty() {
         writeln!(out, "outcomes:    {}", join(&s.by_outcome))?;
@@ -102,7 +134,11 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "not analysed: {}", join(&cap.skipped))?;
     }
     if cap.snaplen_truncated > 0 {
-        writeln!(out, "snaplen: {} packet(s) were cut short by the capture", cap.snaplen_truncated)?;
+        writeln!(
+            out,
+            "snaplen: {} packet(s) were cut short by the capture",
+            cap.snaplen_truncated
+        )?;
     }
     for w in &cap.warnings {
         writeln!(out, "warning: {}", terminal(w))?;

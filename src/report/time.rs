@@ -40,8 +40,17 @@ mod tests {
     fn keeps_the_capture_precision() {
         let t = Timestamp::from_parts(1_705_243_573, 185_012_000);
         let tf = TimeFormat::default();
-        assert_eq!(tf.format(t, Precision::Micro), "2024-01-14T14:46:13.185012Z");
-        assert_eq!(tf.format(t, Precision::Nano), "2024-01-14T14:46:13.185012000Z");
-        assert_eq!(tf.format(Timestamp(5_000), Precision::Micro), "1970-01-01T00:00:00.000005Z");
+        assert_eq!(
+            tf.format(t, Precision::Micro),
+            "2024-01-14T14:46:13.185012Z"
+        );
+        assert_eq!(
+            tf.format(t, Precision::Nano),
+            "2024-01-14T14:46:13.185012000Z"
+        );
+        assert_eq!(
+            tf.format(Timestamp(5_000), Precision::Micro),
+            "1970-01-01T00:00:00.000005Z"
+        );
     }
 }

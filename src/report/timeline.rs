@@ -31,7 +31,11 @@ pub fn event_label(e: &TimelineEntry) -> String {
         "gap" => "gap",
         other => other,
     };
-    if e.detail.is_empty() { name.to_owned() } else { format!("{name} {}", terminal(&e.detail)) }
+    if e.detail.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name} {}", terminal(&e.detail))
+    }
 }
 
 pub fn header(c: &ConnectionReport) -> String {
@@ -40,7 +44,10 @@ pub fn header(c: &ConnectionReport) -> String {
         c.id,
         c.client,
         c.server,
-        c.path.as_deref().map(|p| format!(" {}", terminal(p))).unwrap_or_default(),
+        c.path
+            .as_deref()
+            .map(|p| format!(" {}", terminal(p)))
+            .unwrap_or_default(),
         c.outcome.as_str(),
         c.duration_s
     )
@@ -58,7 +65,14 @@ pub fn write_connection(c: &ConnectionReport, out: &mut dyn Write) -> io::Result
             writeln!(out, "{:>31}  … {:.2} s idle …", "", e.rel - p)?;
         }
         prev = Some(e.rel);
-        writeln!(out, "  {:<30} {:>12} {} {}", e.at, format!("+{:.6}s", e.rel), arrow(e.by), event_label(e))?;
+        writeln!(
+            out,
+            "  {:<30} {:>12} {} {}",
+            e.at,
+            format!("+{:.6}s", e.rel),
+            arrow(e.by),
+            event_label(e)
+        )?;
     }
     if events.is_empty() {
         writeln!(out, "  (no events recorded)")?;

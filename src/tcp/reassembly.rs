@@ -28,7 +28,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_buffered: 1 << 20, max_segments: 1024 }
+        Limits {
+            max_buffered: 1 << 20,
+            max_segments: 1024,
+        }
     }
 }
 
@@ -66,7 +69,10 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(limits: Limits) -> Self {
-        Reassembler { limits, ..Default::default() }
+        Reassembler {
+            limits,
+            ..Default::default()
+        }
     }
 
     /// The offset in the stream of the next byte to be delivered.
@@ -83,12 +89,19 @@ impl Reassembler {
 
     /// Whether a segment starting at `seq` lies before everything delivered so far.
     pub fn is_behind(&self, seq: u32) -> bool {
-        self.next_seq.is_some_and(|next| (seq.wrapping_sub(next) as i32) < 0)
+        self.next_seq
+            .is_some_and(|next| (seq.wrapping_sub(next) as i32) < 0)
     }
 
     /// Offers one segment: `payload` was captured, `wire_len >= payload.len()` were sent.
     /// Delivers whatever becomes contiguous, in order, to `out`.
-    pub fn segment<'p>(&mut self, seq: u32, payload: &'p [u8], wire_len: u32, out: &mut dyn FnMut(Chunk<'_>)) {
+    pub fn segment<'p>(
+        &mut self,
+        seq: u32,
+        payload: &'p [u8],
+        wire_len: u32,
+        out: &mut dyn FnMut(Chunk<'_>),
+    ) {
         if wire_len == 0 {
             return;
         }
@@ -126,7 +139,9 @@ impl Reassembler {
     /// The receiver acknowledged up to `ack`: bytes before it that were never captured are lost for
     /// good (the sender will not retransmit them), so the hole in front of held data is given up.
     pub fn acked(&mut self, ack: u32, out: &mut dyn FnMut(Chunk<'_>)) {
-        let Some(next_seq) = self.next_seq else { return };
+        let Some(next_seq) = self.next_seq else {
+            return;
+        };
         let delta = ack.wrapping_sub(next_seq) as i32;
         if delta <= 0 || self.pending.is_empty() {
             return;
@@ -158,12 +173,22 @@ impl Reassembler {
             return;
         }
         self.buffered += payload.len();
-        self.pending.insert(offset, Held { bytes: payload.to_vec(), cut });
+        self.pending.insert(
+            offset,
+            Held {
+                bytes: payload.to_vec(),
+                cut,
+            },
+        );
     }
 
     fn enforce_limits(&mut self, out: &mut dyn FnMut(Chunk<'_>)) {
-        while self.buffered > self.limits.max_buffered || self.pending.len() > self.limits.max_segments {
-            let Some((&first, _)) = self.pending.first_key_value() else { break };
+        while self.buffered > self.limits.max_buffered
+            || self.pending.len() > self.limits.max_segments
+        {
+            let Some((&first, _)) = self.pending.first_key_value() else {
+                break;
+            };
             if first > self.next_offset {
                 self.deliver(Chunk::Gap(first - self.next_offset), out);
             }
@@ -218,7 +243,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn run(r: &mut Reassembler, f: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>))) -> Vec<Result<Vec<u8>, u64>> {
+    fn run(
+        r: &mut Reassembler,
+        f: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>)),
+    ) -> Vec<Result<Vec<u8>, u64>> {
         let mut got = Vec::new();
         f(r, &mut |c| match c {
             Chunk::Data(d) => got.push(Ok(d.to_vec())),
@@ -231,8 +259,14 @@ mod tests {
     fn in_order_data_is_delivered_without_buffering() {
         let mut r = Reassembler::new(Limits::default());
         r.syn(99);
-        assert_eq!(run(&mut r, |r, o| r.segment(100, b"abc", 3, o)), vec![Ok(b"abc".to_vec())]);
-        assert_eq!(run(&mut r, |r, o| r.segment(103, b"de", 2, o)), vec![Ok(b"de".to_vec())]);
+        assert_eq!(
+            run(&mut r, |r, o| r.segment(100, b"abc", 3, o)),
+            vec![Ok(b"abc".to_vec())]
+        );
+        assert_eq!(
+            run(&mut r, |r, o| r.segment(103, b"de", 2, o)),
+            vec![Ok(b"de".to_vec())]
+        );
         assert_eq!(r.offset(), 5);
     }
 
@@ -241,9 +275,15 @@ mod tests {
         let mut r = Reassembler::new(Limits::default());
         r.syn(0);
         assert!(run(&mut r, |r, o| r.segment(4, b"def", 3, o)).is_empty());
-        assert_eq!(run(&mut r, |r, o| r.segment(1, b"abcd", 4, o)), vec![Ok(b"abcd".to_vec()), Ok(b"ef".to_vec())]);
+        assert_eq!(
+            run(&mut r, |r, o| r.segment(1, b"abcd", 4, o)),
+            vec![Ok(b"abcd".to_vec()), Ok(b"ef".to_vec())]
+        );
         assert!(run(&mut r, |r, o| r.segment(1, b"abcd", 4, o)).is_empty());
-        assert_eq!(run(&mut r, |r, o| r.segment(5, b"efgh", 4, o)), vec![Ok(b"gh".to_vec())]);
+        assert_eq!(
+            run(&mut r, |r, o| r.segment(5, b"efgh", 4, o)),
+            vec![Ok(b"gh".to_vec())]
+        );
         assert_eq!(r.stats.out_of_order, 1);
         assert_eq!(r.stats.retransmitted, 1);
     }
@@ -261,8 +301,14 @@ mod tests {
     fn snaplen_cut_becomes_a_gap_of_the_missing_length() {
         let mut r = Reassembler::new(Limits::default());
         r.syn(0);
-        assert_eq!(run(&mut r, |r, o| r.segment(1, b"ab", 10, o)), vec![Ok(b"ab".to_vec()), Err(8)]);
-        assert_eq!(run(&mut r, |r, o| r.segment(11, b"z", 1, o)), vec![Ok(b"z".to_vec())]);
+        assert_eq!(
+            run(&mut r, |r, o| r.segment(1, b"ab", 10, o)),
+            vec![Ok(b"ab".to_vec()), Err(8)]
+        );
+        assert_eq!(
+            run(&mut r, |r, o| r.segment(11, b"z", 1, o)),
+            vec![Ok(b"z".to_vec())]
+        );
         assert_eq!((r.stats.gaps, r.stats.gap_bytes), (1, 8));
     }
 
@@ -272,17 +318,28 @@ mod tests {
         r.syn(0);
         run(&mut r, |r, o| r.segment(1, b"aa", 2, o));
         assert!(run(&mut r, |r, o| r.segment(6, b"cc", 2, o)).is_empty());
-        assert!(run(&mut r, |r, o| r.acked(3, o)).is_empty(), "nothing lost yet");
-        assert_eq!(run(&mut r, |r, o| r.acked(8, o)), vec![Err(3), Ok(b"cc".to_vec())]);
+        assert!(
+            run(&mut r, |r, o| r.acked(3, o)).is_empty(),
+            "nothing lost yet"
+        );
+        assert_eq!(
+            run(&mut r, |r, o| r.acked(8, o)),
+            vec![Err(3), Ok(b"cc".to_vec())]
+        );
     }
 
     #[test]
     fn held_bytes_are_bounded() {
-        let mut r = Reassembler::new(Limits { max_buffered: 100, max_segments: 1000 });
+        let mut r = Reassembler::new(Limits {
+            max_buffered: 100,
+            max_segments: 1000,
+        });
         r.syn(0);
         let mut got = Vec::new();
         for i in 0..10u32 {
-            got.extend(run(&mut r, |r, o| r.segment(1001 + i * 50, &[1; 50], 50, o)));
+            got.extend(run(&mut r, |r, o| {
+                r.segment(1001 + i * 50, &[1; 50], 50, o)
+            }));
         }
         assert!(r.buffered <= 100);
         assert!(matches!(got.first(), Some(Err(1000))));

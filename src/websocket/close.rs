@@ -16,14 +16,29 @@ pub struct ClosePayload {
 impl ClosePayload {
     pub fn parse(payload: &[u8]) -> ClosePayload {
         match payload {
-            [] => ClosePayload { code: None, reason: String::new(), reason_valid_utf8: true, malformed: false },
-            [_] => ClosePayload { code: None, reason: String::new(), reason_valid_utf8: true, malformed: true },
+            [] => ClosePayload {
+                code: None,
+                reason: String::new(),
+                reason_valid_utf8: true,
+                malformed: false,
+            },
+            [_] => ClosePayload {
+                code: None,
+                reason: String::new(),
+                reason_valid_utf8: true,
+                malformed: true,
+            },
             [hi, lo, rest @ ..] => {
                 let (reason, valid) = match std::str::from_utf8(rest) {
                     Ok(s) => (s.to_owned(), true),
                     Err(_) => (String::from_utf8_lossy(rest).into_owned(), false),
                 };
-                ClosePayload { code: Some(u16::from_be_bytes([*hi, *lo])), reason, reason_valid_utf8: valid, malformed: false }
+                ClosePayload {
+                    code: Some(u16::from_be_bytes([*hi, *lo])),
+                    reason,
+                    reason_valid_utf8: valid,
+                    malformed: false,
+                }
             }
         }
     }
@@ -83,7 +98,10 @@ mod tests {
         assert_eq!(ClosePayload::parse(&[]).code, None);
         assert!(ClosePayload::parse(&[3]).malformed);
         let p = ClosePayload::parse(b"\x03\xe9bye");
-        assert_eq!((p.code, p.reason.as_str(), p.reason_valid_utf8), (Some(1001), "bye", true));
+        assert_eq!(
+            (p.code, p.reason.as_str(), p.reason_valid_utf8),
+            (Some(1001), "bye", true)
+        );
         let p = ClosePayload::parse(b"\x03\xe8\xff\xfe");
         assert_eq!(p.code, Some(1000));
         assert!(!p.reason_valid_utf8);

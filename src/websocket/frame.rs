@@ -88,12 +88,16 @@ impl FrameHeader {
         let len7 = b1 & 0x7f;
         let (payload_len, len_bytes, non_minimal) = match len7 {
             126 => {
-                let Some(b) = buf.get(2..4) else { return Ok(None) };
-                let n = u64::from(u16::from_be_bytes([b[0], b[1]]));
+                let Some(&[hi, lo]) = buf.get(2..4) else {
+                    return Ok(None);
+                };
+                let n = u64::from(u16::from_be_bytes([hi, lo]));
                 (n, 2usize, n < 126)
             }
             127 => {
-                let Some(b) = buf.get(2..10) else { return Ok(None) };
+                let Some(b) = buf.get(2..10) else {
+                    return Ok(None);
+                };
                 let mut raw = [0u8; 8];
                 raw.copy_from_slice(b);
                 let n = u64::from_be_bytes(raw);
@@ -106,8 +110,10 @@ impl FrameHeader {
         };
         let mask_at = 2 + len_bytes;
         let mask = if masked {
-            let Some(m) = buf.get(mask_at..mask_at + 4) else { return Ok(None) };
-            Some([m[0], m[1], m[2], m[3]])
+            let Some(&[a, b, c, d]) = buf.get(mask_at..mask_at + 4) else {
+                return Ok(None);
+            };
+            Some([a, b, c, d])
         } else {
             None
         };
@@ -125,7 +131,10 @@ impl FrameHeader {
     /// Whether this header looks like one a real peer would send: used to find frame boundaries when
     /// the stream was entered mid-way or after a gap, where any byte could be mistaken for a header.
     pub fn is_plausible(&self, rsv_allowed: u8, expect_mask: Option<bool>) -> bool {
-        if matches!(self.opcode, Opcode::Reserved(_)) || self.rsv & !rsv_allowed != 0 || self.non_minimal_length {
+        if matches!(self.opcode, Opcode::Reserved(_))
+            || self.rsv & !rsv_allowed != 0
+            || self.non_minimal_length
+        {
             return false;
         }
         if self.opcode.is_control() && (!self.fin || self.payload_len > 125) {
@@ -137,8 +146,12 @@ impl FrameHeader {
 
 /// Unmasks `data` in place, `offset` bytes into the payload (RFC 6455 §5.3).
 pub fn unmask(data: &mut [u8], mask: [u8; 4], offset: u64) {
-    for (i, byte) in data.iter_mut().enumerate() {
-        *byte ^= mask[((offset + i as u64) % 4) as usize];
+    // Start the key cycle where the payload offset leaves it.
+    for (byte, key) in data
+        .iter_mut()
+        .zip(mask.iter().cycle().skip((offset % 4) as usize))
+    {
+        *byte ^= key;
     }
 }
 
@@ -149,11 +162,21 @@ mod tests {
     #[test]
     fn parses_each_length_form() {
         let h = FrameHeader::parse(&[0x81, 0x05]).unwrap().unwrap();
-        assert_eq!((h.fin, h.opcode, h.payload_len, h.header_len, h.mask), (true, Opcode::Text, 5, 2, None));
-        let h = FrameHeader::parse(&[0x02, 0xfe, 0x01, 0x00, 1, 2, 3, 4]).unwrap().unwrap();
-        assert_eq!((h.fin, h.opcode, h.payload_len, h.header_len), (false, Opcode::Binary, 256, 8));
+        assert_eq!(
+            (h.fin, h.opcode, h.payload_len, h.header_len, h.mask),
+            (true, Opcode::Text, 5, 2, None)
+        );
+        let h = FrameHeader::parse(&[0x02, 0xfe, 0x01, 0x00, 1, 2, 3, 4])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (h.fin, h.opcode, h.payload_len, h.header_len),
+            (false, Opcode::Binary, 256, 8)
+        );
         assert_eq!(h.mask, Some([1, 2, 3, 4]));
-        let h = FrameHeader::parse(&[0x82, 0x7f, 0, 0, 0, 1, 0, 0, 0, 0]).unwrap().unwrap();
+        let h = FrameHeader::parse(&[0x82, 0x7f, 0, 0, 0, 1, 0, 0, 0, 0])
+            .unwrap()
+            .unwrap();
         assert_eq!((h.payload_len, h.header_len), (1 << 32, 10));
         assert!(!h.non_minimal_length);
     }
@@ -162,7 +185,11 @@ mod tests {
     fn every_truncated_prefix_needs_more_bytes() {
         let full = [0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 9, 9, 9, 9];
         for cut in 0..full.len() {
-            assert_eq!(FrameHeader::parse(&full[..cut]), Ok(None), "prefix of {cut} bytes");
+            assert_eq!(
+                FrameHeader::parse(&full[..cut]),
+                Ok(None),
+                "prefix of {cut} bytes"
+            );
         }
         assert!(FrameHeader::parse(&full).unwrap().is_some());
     }
@@ -172,7 +199,10 @@ mod tests {
         let buf = [0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(FrameHeader::parse(&buf), Err(HeaderError::LengthTooLarge));
         let max = [0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert_eq!(FrameHeader::parse(&max).unwrap().unwrap().payload_len, (1u64 << 63) - 1);
+        assert_eq!(
+            FrameHeader::parse(&max).unwrap().unwrap().payload_len,
+            (1u64 << 63) - 1
+        );
     }
 
     #[test]
@@ -183,11 +213,15 @@ mod tests {
         let h = FrameHeader::parse(&[0xc1, 0x00]).unwrap().unwrap();
         assert_eq!(h.rsv, 0b100);
         assert!(!h.is_plausible(0, None) && h.is_plausible(0b100, None));
-        let h = FrameHeader::parse(&[0x81, 0x7e, 0x00, 0x05]).unwrap().unwrap();
+        let h = FrameHeader::parse(&[0x81, 0x7e, 0x00, 0x05])
+            .unwrap()
+            .unwrap();
         assert!(h.non_minimal_length && !h.is_plausible(0, None));
         let ping_fragment = FrameHeader::parse(&[0x09, 0x00]).unwrap().unwrap();
         assert!(!ping_fragment.is_plausible(0, None));
-        let masked = FrameHeader::parse(&[0x81, 0x80, 0, 0, 0, 0]).unwrap().unwrap();
+        let masked = FrameHeader::parse(&[0x81, 0x80, 0, 0, 0, 0])
+            .unwrap()
+            .unwrap();
         assert!(masked.is_plausible(0, Some(true)) && !masked.is_plausible(0, Some(false)));
     }
 

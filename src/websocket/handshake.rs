@@ -67,7 +67,17 @@ pub enum HttpStart {
     Unknown,
 }
 
-const METHODS: [&[u8]; 9] = [b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ", b"TRACE "];
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"DELETE ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
 
 pub fn classify_start(buf: &[u8]) -> HttpStart {
     let prefix_of = |pat: &[u8]| {
@@ -106,7 +116,9 @@ fn header_value(headers: &[httparse::Header<'_>], name: &str) -> Option<String> 
 }
 
 fn content_length(headers: &[httparse::Header<'_>]) -> u64 {
-    header_value(headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
+    header_value(headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn parse_request(buf: &[u8]) -> Parsed<UpgradeRequest> {
@@ -156,7 +168,11 @@ pub fn parse_response(buf: &[u8]) -> Parsed<UpgradeResponse> {
                     extensions: header_value(h, "sec-websocket-extensions"),
                     server: header_value(h, "server"),
                     // A 101 switches protocols right after the head; 1xx, 204 and 304 carry no body.
-                    body_len: if status < 200 || status == 204 || status == 304 { 0 } else { content_length(h) },
+                    body_len: if status < 200 || status == 204 || status == 304 {
+                        0
+                    } else {
+                        content_length(h)
+                    },
                 },
                 n,
             )
@@ -179,7 +195,8 @@ pub fn negotiates_deflate(extensions: Option<&str>) -> bool {
     extensions.is_some_and(|e| {
         e.split(',').any(|ext| {
             let name = ext.split(';').next().unwrap_or_default().trim();
-            name.eq_ignore_ascii_case("permessage-deflate") || name.eq_ignore_ascii_case("x-webkit-deflate-frame")
+            name.eq_ignore_ascii_case("permessage-deflate")
+                || name.eq_ignore_ascii_case("x-webkit-deflate-frame")
         })
     })
 }
@@ -195,12 +212,17 @@ Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
     #[test]
     fn rfc_6455_example_accept() {
         // RFC 6455 §1.3 gives this key and this answer.
-        assert_eq!(expected_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            expected_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
     fn parses_the_rfc_request() {
-        let Parsed::Complete(req, n) = parse_request(REQ) else { panic!("not complete") };
+        let Parsed::Complete(req, n) = parse_request(REQ) else {
+            panic!("not complete")
+        };
         assert_eq!(n, REQ.len());
         assert_eq!((req.method.as_str(), req.path.as_str()), ("GET", "/chat"));
         assert_eq!(req.host.as_deref(), Some("server.example.com"));
@@ -216,7 +238,9 @@ Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
     fn parses_a_response_and_its_extensions() {
         let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n\x89\x00";
-        let Parsed::Complete(r, n) = parse_response(resp) else { panic!("not complete") };
+        let Parsed::Complete(r, n) = parse_response(resp) else {
+            panic!("not complete")
+        };
         assert_eq!(r.status, 101);
         assert_eq!(&resp[n..], b"\x89\x00");
         assert!(negotiates_deflate(r.extensions.as_deref()));
@@ -234,6 +258,9 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: 
 
     #[test]
     fn rejects_garbage() {
-        assert!(matches!(parse_request(b"GET /\x01 HTTP/1.1\r\n\r\n"), Parsed::Invalid(_)));
+        assert!(matches!(
+            parse_request(b"GET /\x01 HTTP/1.1\r\n\r\n"),
+            Parsed::Invalid(_)
+        ));
     }
 }

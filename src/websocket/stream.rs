@@ -37,21 +37,32 @@ pub enum StreamEvent {
     NotWebSocket(String),
     Frame(Box<Frame>),
     /// A gap or an impossible header lost the frame boundaries.
-    Desync { reason: &'static str },
+    Desync {
+        reason: &'static str,
+    },
     /// Frame boundaries found again after skipping this many bytes.
-    Resync { skipped: u64 },
+    Resync {
+        skipped: u64,
+    },
 }
 
 #[derive(Debug)]
 enum Mode {
     /// Nothing seen yet.
     Start,
-    Http { buf: Vec<u8>, skip_body: u64 },
+    Http {
+        buf: Vec<u8>,
+        skip_body: u64,
+    },
     /// An upgrade request was sent; bytes after it wait for the answer.
-    AwaitingAnswer { held: Vec<u8> },
+    AwaitingAnswer {
+        held: Vec<u8>,
+    },
     Frames,
     /// Frame boundaries lost: look for a plausible header at the start of each new chunk.
-    Resync { skipped: u64 },
+    Resync {
+        skipped: u64,
+    },
     Ignore,
 }
 
@@ -111,7 +122,12 @@ impl StreamDecoder {
     }
 
     /// The other side answered this side's upgrade request: frames follow (101) or HTTP goes on.
-    pub fn upgrade_answered(&mut self, accepted: bool, rsv_allowed: u8, out: &mut Vec<StreamEvent>) {
+    pub fn upgrade_answered(
+        &mut self,
+        accepted: bool,
+        rsv_allowed: u8,
+        out: &mut Vec<StreamEvent>,
+    ) {
         let Mode::AwaitingAnswer { held } = std::mem::replace(&mut self.mode, Mode::Start) else {
             return;
         };
@@ -119,7 +135,10 @@ impl StreamDecoder {
             self.rsv_allowed = rsv_allowed;
             self.mode = Mode::Frames;
         } else {
-            self.mode = Mode::Http { buf: Vec::new(), skip_body: 0 };
+            self.mode = Mode::Http {
+                buf: Vec::new(),
+                skip_body: 0,
+            };
         }
         if !held.is_empty() {
             self.feed(&held, out);
@@ -128,7 +147,10 @@ impl StreamDecoder {
 
     /// The server side saw a 101 without this side's request (the capture missed it).
     pub fn switch_to_frames(&mut self, rsv_allowed: u8) {
-        if matches!(self.mode, Mode::Start | Mode::Resync { .. } | Mode::Http { .. }) {
+        if matches!(
+            self.mode,
+            Mode::Start | Mode::Resync { .. } | Mode::Http { .. }
+        ) {
             self.rsv_allowed = rsv_allowed;
             self.mode = Mode::Resync { skipped: 0 };
         }
@@ -140,11 +162,16 @@ impl StreamDecoder {
                 Mode::Start => {
                     match handshake::classify_start(data) {
                         HttpStart::Request | HttpStart::Response | HttpStart::Unknown => {
-                            self.mode = Mode::Http { buf: Vec::new(), skip_body: 0 };
+                            self.mode = Mode::Http {
+                                buf: Vec::new(),
+                                skip_body: 0,
+                            };
                         }
                         HttpStart::NotHttp if self.saw_start => {
                             self.mode = Mode::Ignore;
-                            out.push(StreamEvent::NotWebSocket("the stream does not start with HTTP".into()));
+                            out.push(StreamEvent::NotWebSocket(
+                                "the stream does not start with HTTP".into(),
+                            ));
                         }
                         HttpStart::NotHttp => {
                             self.heuristic = true;
@@ -169,7 +196,9 @@ impl StreamDecoder {
                     } else {
                         // Only a chunk start (a segment boundary) is a likely frame start: skip the chunk.
                         self.header_have = 0;
-                        self.mode = Mode::Resync { skipped: skipped + data.len() as u64 };
+                        self.mode = Mode::Resync {
+                            skipped: skipped + data.len() as u64,
+                        };
                         data.len()
                     }
                 }
@@ -183,7 +212,10 @@ impl StreamDecoder {
     pub fn gap(&mut self, len: u64, out: &mut Vec<StreamEvent>) {
         match &mut self.mode {
             Mode::Frames => {
-                if self.header_have == 0 && self.current.header.is_some() && self.current.remaining >= len {
+                if self.header_have == 0
+                    && self.current.header.is_some()
+                    && self.current.remaining >= len
+                {
                     // Inside a payload: the boundaries survive; only a control payload is damaged.
                     self.current.remaining -= len;
                     self.current.consumed += len;
@@ -206,7 +238,9 @@ impl StreamDecoder {
             }
             Mode::Http { .. } | Mode::Start | Mode::AwaitingAnswer { .. } => {
                 self.mode = Mode::Ignore;
-                out.push(StreamEvent::NotWebSocket("bytes missing from the capture in the HTTP head".into()));
+                out.push(StreamEvent::NotWebSocket(
+                    "bytes missing from the capture in the HTTP head".into(),
+                ));
             }
             Mode::Ignore => {}
         }
@@ -222,9 +256,13 @@ impl StreamDecoder {
 
     /// Returns how many bytes of `data` were used.
     fn feed_http(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> usize {
-        let Mode::Http { buf, skip_body } = &mut self.mode else { return data.len() };
+        let Mode::Http { buf, skip_body } = &mut self.mode else {
+            return data.len();
+        };
         if *skip_body > 0 {
-            let n = usize::try_from(*skip_body).unwrap_or(usize::MAX).min(data.len());
+            let n = usize::try_from(*skip_body)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
             *skip_body -= n as u64;
             return n;
         }
@@ -253,11 +291,16 @@ impl StreamDecoder {
         match outcome {
             None => {
                 if !buffered {
-                    buf.extend_from_slice(data.get(..MAX_HTTP_HEAD.min(data.len())).unwrap_or_default());
+                    buf.extend_from_slice(
+                        data.get(..MAX_HTTP_HEAD.min(data.len()))
+                            .unwrap_or_default(),
+                    );
                 }
                 if buf.len() >= MAX_HTTP_HEAD {
                     self.mode = Mode::Ignore;
-                    out.push(StreamEvent::NotWebSocket(format!("HTTP head longer than {MAX_HTTP_HEAD} bytes")));
+                    out.push(StreamEvent::NotWebSocket(format!(
+                        "HTTP head longer than {MAX_HTTP_HEAD} bytes"
+                    )));
                 }
                 data.len()
             }
@@ -268,7 +311,11 @@ impl StreamDecoder {
             }
             Some(Ok((head, head_len))) => {
                 // Bytes of `data` the head used: all of it if it came from the buffer's tail.
-                let used = if buffered { head_len.saturating_sub(before) } else { head_len };
+                let used = if buffered {
+                    head_len.saturating_sub(before)
+                } else {
+                    head_len
+                };
                 match head {
                     Head::Request(req) => {
                         let upgrade = req.wants_websocket();
@@ -276,7 +323,10 @@ impl StreamDecoder {
                         if upgrade {
                             self.mode = Mode::AwaitingAnswer { held: Vec::new() };
                         } else {
-                            self.mode = Mode::Http { buf: Vec::new(), skip_body: req.body_len };
+                            self.mode = Mode::Http {
+                                buf: Vec::new(),
+                                skip_body: req.body_len,
+                            };
                         }
                         out.push(StreamEvent::Request(req));
                     }
@@ -284,10 +334,17 @@ impl StreamDecoder {
                         self.expect_mask = Some(false);
                         if resp.accepts_websocket() {
                             self.rsv_allowed =
-                                if handshake::negotiates_deflate(resp.extensions.as_deref()) { 0b100 } else { 0 };
+                                if handshake::negotiates_deflate(resp.extensions.as_deref()) {
+                                    0b100
+                                } else {
+                                    0
+                                };
                             self.mode = Mode::Frames;
                         } else {
-                            self.mode = Mode::Http { buf: Vec::new(), skip_body: resp.body_len };
+                            self.mode = Mode::Http {
+                                buf: Vec::new(),
+                                skip_body: resp.body_len,
+                            };
                         }
                         out.push(StreamEvent::Response(resp));
                     }
@@ -300,7 +357,9 @@ impl StreamDecoder {
     /// Whether `data` starts with a plausible frame header, and (looking up to `depth` frames ahead
     /// within `data`) the frames that follow it do too.
     fn plausible_at(&self, data: &[u8], depth: u8) -> bool {
-        let Ok(Some(h)) = FrameHeader::parse(data) else { return false };
+        let Ok(Some(h)) = FrameHeader::parse(data) else {
+            return false;
+        };
         if !h.is_plausible(self.rsv_allowed, self.expect_mask) {
             return false;
         }
@@ -308,7 +367,10 @@ impl StreamDecoder {
         match end.cmp(&(data.len() as u64)) {
             std::cmp::Ordering::Greater | std::cmp::Ordering::Equal => true,
             std::cmp::Ordering::Less => {
-                depth == 0 || data.get(end as usize..).is_some_and(|rest| self.plausible_at(rest, depth - 1))
+                depth == 0
+                    || data
+                        .get(end as usize..)
+                        .is_some_and(|rest| self.plausible_at(rest, depth - 1))
             }
         }
     }
@@ -321,7 +383,10 @@ impl StreamDecoder {
                     Ok(Some(h)) => (h, usize::from(h.header_len)),
                     Ok(None) => {
                         let n = data.len().min(self.header_buf.len());
-                        self.header_buf.get_mut(..n).unwrap_or_default().copy_from_slice(data.get(..n).unwrap_or_default());
+                        self.header_buf
+                            .get_mut(..n)
+                            .unwrap_or_default()
+                            .copy_from_slice(data.get(..n).unwrap_or_default());
                         self.header_have = n;
                         return data.len();
                     }
@@ -368,14 +433,26 @@ impl StreamDecoder {
             }
             return used;
         }
-        let Some(header) = self.current.header else { return 0 };
-        let take = usize::try_from(self.current.remaining).unwrap_or(usize::MAX).min(data.len());
+        let Some(header) = self.current.header else {
+            return 0;
+        };
+        let take = usize::try_from(self.current.remaining)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
         if header.opcode.is_control() {
-            let room = MAX_CONTROL_PAYLOAD.saturating_sub(self.current.control.len()).min(take);
+            let room = MAX_CONTROL_PAYLOAD
+                .saturating_sub(self.current.control.len())
+                .min(take);
             let start = self.current.control.len();
-            self.current.control.extend_from_slice(data.get(..room).unwrap_or_default());
+            self.current
+                .control
+                .extend_from_slice(data.get(..room).unwrap_or_default());
             if let Some(mask) = header.mask {
-                unmask(self.current.control.get_mut(start..).unwrap_or_default(), mask, self.current.consumed);
+                unmask(
+                    self.current.control.get_mut(start..).unwrap_or_default(),
+                    mask,
+                    self.current.consumed,
+                );
             }
             if room < take {
                 self.current.incomplete = true;
@@ -390,7 +467,9 @@ impl StreamDecoder {
     }
 
     fn finish_frame(&mut self, out: &mut Vec<StreamEvent>) {
-        let Some(header) = self.current.header.take() else { return };
+        let Some(header) = self.current.header.take() else {
+            return;
+        };
         let fragmentation_error = match header.opcode {
             Opcode::Continuation => {
                 let err = !self.in_message;
@@ -404,8 +483,11 @@ impl StreamDecoder {
             }
             _ => false,
         };
-        let control_payload =
-            if header.opcode.is_control() { std::mem::take(&mut self.current.control) } else { Vec::new() };
+        let control_payload = if header.opcode.is_control() {
+            std::mem::take(&mut self.current.control)
+        } else {
+            Vec::new()
+        };
         out.push(StreamEvent::Frame(Box::new(Frame {
             header,
             control_payload,
@@ -429,7 +511,11 @@ mod tests {
         events
             .iter()
             .filter_map(|e| match e {
-                StreamEvent::Frame(f) => Some((f.header.opcode, f.header.payload_len, f.control_payload.clone())),
+                StreamEvent::Frame(f) => Some((
+                    f.header.opcode,
+                    f.header.payload_len,
+                    f.control_payload.clone(),
+                )),
                 _ => None,
             })
             .collect()
@@ -455,14 +541,22 @@ mod tests {
     fn client_side_request_then_frames_after_the_answer() {
         let mut d = StreamDecoder::new(true);
         let mut out = Vec::new();
-        let mut bytes = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_vec();
+        let mut bytes =
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec();
         bytes.extend(masked(1, b"hello"));
         d.feed(&bytes, &mut out);
         assert!(matches!(out.first(), Some(StreamEvent::Request(r)) if r.path == "/ws"));
         assert_eq!(frames(&out), vec![]);
         d.upgrade_answered(true, 0, &mut out);
         d.feed(&masked(8, b"\x03\xe8bye"), &mut out);
-        assert_eq!(frames(&out), vec![(Opcode::Text, 5, vec![]), (Opcode::Close, 5, b"\x03\xe8bye".to_vec())]);
+        assert_eq!(
+            frames(&out),
+            vec![
+                (Opcode::Text, 5, vec![]),
+                (Opcode::Close, 5, b"\x03\xe8bye".to_vec())
+            ]
+        );
     }
 
     #[test]
@@ -498,7 +592,13 @@ mod tests {
         d.feed(&first, &mut out);
         d.gap(900, &mut out);
         d.feed(&[0x88, 0x02, 0x03, 0xe8], &mut out);
-        assert_eq!(frames(&out), vec![(Opcode::Binary, 1000, vec![]), (Opcode::Close, 2, vec![0x03, 0xe8])]);
+        assert_eq!(
+            frames(&out),
+            vec![
+                (Opcode::Binary, 1000, vec![]),
+                (Opcode::Close, 2, vec![0x03, 0xe8])
+            ]
+        );
         assert!(d.heuristic);
     }
 
@@ -511,8 +611,14 @@ mod tests {
         d.feed(&[0x6f, 0x20, 0x77], &mut out); // middle of something: reserved opcode 0xf, skipped
         d.feed(&[0x88, 0x00], &mut out);
         assert!(out.iter().any(|e| matches!(e, StreamEvent::Desync { .. })));
-        assert!(out.iter().any(|e| matches!(e, StreamEvent::Resync { skipped: 13 })));
-        assert_eq!(frames(&out), vec![(Opcode::Text, 1, vec![]), (Opcode::Close, 0, vec![])]);
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, StreamEvent::Resync { skipped: 13 }))
+        );
+        assert_eq!(
+            frames(&out),
+            vec![(Opcode::Text, 1, vec![]), (Opcode::Close, 0, vec![])]
+        );
     }
 
     #[test]
@@ -540,7 +646,12 @@ mod tests {
     fn a_frame_claiming_2_pow_63_bytes_is_skipped_by_counting() {
         let mut d = StreamDecoder::new(false);
         let mut out = Vec::new();
-        d.feed(&[0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3], &mut out);
+        d.feed(
+            &[
+                0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3,
+            ],
+            &mut out,
+        );
         for _ in 0..1000 {
             d.feed(&[0u8; 1500], &mut out);
         }
@@ -555,7 +666,13 @@ mod tests {
         d.feed(&[0x01, 0x01, b'a', 0x89, 0x00, 0x81, 0x01, b'b'], &mut out);
         let flags: Vec<bool> = out
             .iter()
-            .filter_map(|e| if let StreamEvent::Frame(f) = e { Some(f.fragmentation_error) } else { None })
+            .filter_map(|e| {
+                if let StreamEvent::Frame(f) = e {
+                    Some(f.fragmentation_error)
+                } else {
+                    None
+                }
+            })
             .collect();
         assert_eq!(flags, vec![false, false, true]);
     }

@@ -6,15 +6,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/public")
+        .join(rel)
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 pub fn wsclose(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wsclose")).args(args).output().expect("run wsclose")
+    Command::new(env!("CARGO_BIN_EXE_wsclose"))
+        .args(args)
+        .output()
+        .expect("run wsclose")
 }
 
 pub fn wsclose_stdin(args: &[&str], input: &[u8]) -> Output {
@@ -38,11 +45,19 @@ pub fn wsclose_stdin(args: &[&str], input: &[u8]) -> Output {
 
 /// Runs `analyze --format json` and parses the report.
 pub fn json_report(files: &[&Path]) -> serde_json::Value {
-    let mut args = vec!["analyze".to_owned(), "--format".to_owned(), "json".to_owned()];
+    let mut args = vec![
+        "analyze".to_owned(),
+        "--format".to_owned(),
+        "json".to_owned(),
+    ];
     args.extend(files.iter().map(|f| f.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = wsclose(&args);
-    assert!(out.status.success(), "wsclose failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wsclose failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON report")
 }
 
@@ -88,11 +103,33 @@ impl PcapWriter {
 
     /// `flags`: TCP flag byte (0x02 SYN, 0x10 ACK, 0x01 FIN, 0x04 RST, 0x18 PSH|ACK).
     #[allow(clippy::too_many_arguments)]
-    pub fn tcp(&mut self, t_us: u64, src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: u8, payload: &[u8]) {
+    pub fn tcp(
+        &mut self,
+        t_us: u64,
+        src: ([u8; 4], u16),
+        dst: ([u8; 4], u16),
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) {
         let mut p = vec![0u8; 12];
         p.extend_from_slice(&[0x08, 0x00]);
         let total = 40 + payload.len();
-        p.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        p.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ]);
         p.extend_from_slice(&src.0);
         p.extend_from_slice(&dst.0);
         p.extend_from_slice(&src.1.to_be_bytes());
@@ -101,10 +138,14 @@ impl PcapWriter {
         p.extend_from_slice(&ack.to_be_bytes());
         p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         p.extend_from_slice(payload);
-        self.bytes.extend_from_slice(&((t_us / 1_000_000) as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&((t_us % 1_000_000) as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&((t_us / 1_000_000) as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&((t_us % 1_000_000) as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(p.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(p.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(&p);
     }
 }
