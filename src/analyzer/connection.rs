@@ -87,12 +87,10 @@ pub struct DirFacts {
     pub last_payload: Option<Timestamp>,
     /// Last time new stream bytes arrived (keep-alives, retransmissions and ACKs are not activity).
     pub last_activity: Option<Timestamp>,
-    /// Retransmissions since the other side last acknowledged something new: a peer that stopped
-    /// answering (path change, dead host) shows as a growing streak before a RST or the end.
+    /// Retransmissions since the other side last sent anything: a peer that stopped answering (path
+    /// change, dead host) shows as a growing streak before a RST or the end.
     pub retrans_streak: u64,
     pub retrans_streak_since: Option<Timestamp>,
-    /// Highest acknowledgment this side sent.
-    pub max_ack: Option<u32>,
     pub first_unanswered_ping: Option<Timestamp>,
     pub first_fin: Option<Timestamp>,
     pub first_rst: Option<Timestamp>,
@@ -306,15 +304,11 @@ impl Connection {
             self.record(ts, side, EventKind::Rst);
             self.begin_ending(side, ts, EndKind::Rst);
         }
-        if seg.flags.ack && !seg.flags.rst {
-            let advanced = self.dirs[side]
-                .max_ack
-                .is_none_or(|m| (seg.ack.wrapping_sub(m) as i32) > 0);
-            if advanced {
-                self.dirs[side].max_ack = Some(seg.ack);
-                self.dirs[other].retrans_streak = 0;
-                self.dirs[other].retrans_streak_since = None;
-            }
+        // Any packet from this side, even a duplicate ACK, proves it is still reachable: only
+        // retransmissions (and keep-alive probes) that get nothing back at all mean a vanished peer.
+        if !seg.flags.rst {
+            self.dirs[other].retrans_streak = 0;
+            self.dirs[other].retrans_streak_since = None;
         }
         {
             let d = &mut self.dirs[side];
