@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use super::event::{Event, EventKind, EventLog};
+use super::event::{Event, EventKind, EventLog, Notice, NoticeKind};
 use crate::capture::{Precision, Timestamp};
 use crate::decode::TcpSegment;
 use crate::tcp::{Chunk, Limits, Reassembler, ReassemblyStats};
@@ -193,6 +193,8 @@ pub struct Connection {
     pub ending: Option<Ending>,
     /// Timeline events, when asked for.
     pub log: Option<EventLog>,
+    /// Notices not yet collected by the analyzer, when asked for (live capture).
+    pub notices: Option<Vec<Notice>>,
     /// Activity per side before the packet being processed (for [`Ending`]).
     activity_before: [Option<Timestamp>; 2],
     frame_seq: u64,
@@ -230,6 +232,7 @@ impl Connection {
             unanswered_pings: [0; 2],
             ending: None,
             log: None,
+            notices: None,
             activity_before: [None; 2],
             frame_seq: 0,
             packet_seq: 0,
@@ -387,6 +390,20 @@ impl Connection {
     }
 
     fn record(&mut self, at: Timestamp, side: Side, kind: EventKind) {
+        if let Some(notices) = &mut self.notices {
+            let notice = match &kind {
+                EventKind::Response { status: 101 } => Some(NoticeKind::Upgraded),
+                EventKind::Close { code, reason } => Some(NoticeKind::CloseFrame { code: *code, reason: reason.clone() }),
+                EventKind::Fin => Some(NoticeKind::Fin),
+                EventKind::Rst => Some(NoticeKind::Rst),
+                EventKind::Ping { .. } => Some(NoticeKind::Ping),
+                EventKind::Pong { .. } => Some(NoticeKind::Pong),
+                _ => None,
+            };
+            if let Some(kind) = notice {
+                notices.push(Notice { conn: self.id, at, side, kind });
+            }
+        }
         if let Some(log) = &mut self.log {
             log.push(Event { at, side, kind });
         }

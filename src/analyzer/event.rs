@@ -101,3 +101,25 @@ impl EventLog {
         self.head.iter().chain(self.tail.iter())
     }
 }
+
+/// A fact worth telling the moment it is seen (live capture): the upgrade, each side's first close
+/// frame, FIN and RST, and every ping and pong.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NoticeKind {
+    Upgraded,
+    CloseFrame { code: Option<u16>, reason: String },
+    Fin,
+    Rst,
+    Ping,
+    Pong,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    /// The connection's id.
+    pub conn: u64,
+    pub at: Timestamp,
+    /// Who sent it: 0 or 1, an index into the connection's endpoints.
+    pub side: Side,
+    pub kind: NoticeKind,
+}

@@ -23,7 +23,7 @@ use crate::capture::{Packet, Precision, Timestamp};
 use crate::decode::{self, Skip};
 use crate::tcp::Limits;
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
-pub use event::{Event, EventKind, EventLog};
+pub use event::{Event, EventKind, EventLog, Notice, NoticeKind};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
@@ -34,6 +34,8 @@ pub struct Config {
     pub reassembly: Limits,
     /// Record per-connection timeline events (for `timeline` and the markdown/HTML reports).
     pub record_events: bool,
+    /// Queue [`Notice`]s as facts are seen (live capture collects them with `take_notices`).
+    pub notices: bool,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             max_flows: 200_000,
             reassembly: Limits::default(),
             record_events: false,
+            notices: false,
         }
     }
 }
@@ -76,6 +79,7 @@ const MAX_FAILED_ATTEMPTS_KEPT: u64 = 100_000;
 
 pub struct Analyzer {
     config: Config,
+    notices: Vec<Notice>,
     attempts_kept: u64,
     flows: FxHashMap<FlowKey, Connection>,
     done: Vec<Connection>,
@@ -94,6 +98,7 @@ impl Analyzer {
     pub fn new(config: Config) -> Self {
         Analyzer {
             config,
+            notices: Vec::new(),
             attempts_kept: 0,
             flows: FxHashMap::default(),
             done: Vec::new(),
@@ -129,6 +134,9 @@ impl Analyzer {
                 }
             } else {
                 conn.on_segment(&seg, packet.ts, packet.precision);
+                if let Some(n) = &mut conn.notices {
+                    self.notices.append(n);
+                }
                 return;
             }
         }
@@ -147,7 +155,13 @@ impl Analyzer {
         if self.config.record_events {
             conn.record_events();
         }
+        if self.config.notices {
+            conn.notices = Some(Vec::new());
+        }
         conn.on_segment(&seg, packet.ts, packet.precision);
+        if let Some(n) = &mut conn.notices {
+            self.notices.append(n);
+        }
         self.flows.insert(key, conn);
     }
 
@@ -178,6 +192,39 @@ impl Analyzer {
             self.attempts_kept += u64::from(attempt);
             self.done.push(conn);
         }
+    }
+
+    /// Notices queued since the last call (when `Config::notices` is on).
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// The connection with this id, if it is still in the flow table.
+    pub fn connection(&self, id: u64) -> Option<&Connection> {
+        self.flows.values().find(|c| c.id == id).or_else(|| self.done.iter().find(|c| c.id == id))
+    }
+
+    /// Connections still in the flow table.
+    pub fn open_connections(&self) -> impl Iterator<Item = &Connection> {
+        self.flows.values()
+    }
+
+    /// Connections that are over (TCP ended at least `linger_s` seconds of capture time before `now`,
+    /// reused, or evicted), taken out of the analyzer: a long live capture reports and drops them.
+    pub fn take_finished(&mut self, now: Timestamp, linger_s: f64) -> Vec<Connection> {
+        let over: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, c)| c.tcp_ended() && now.seconds_since(c.last_packet) >= linger_s)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in over {
+            if let Some(mut conn) = self.flows.remove(&key) {
+                conn.end(conn.last_packet);
+                self.retire(conn);
+            }
+        }
+        std::mem::take(&mut self.done)
     }
 
     /// Ends the run: connections still open are decoded to the end of what was captured.
