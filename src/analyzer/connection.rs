@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use super::event::{Event, EventKind, EventLog, Notice, NoticeKind};
 use crate::capture::{Precision, Timestamp};
 use crate::decode::TcpSegment;
+use std::sync::Arc;
+
 use crate::tcp::{Chunk, Limits, Reassembler, ReassemblyStats};
+use crate::tls::record::looks_like_tls;
+use crate::tls::{KeyLog, TlsEvent, TlsSession};
 use crate::websocket::close::{self, ClosePayload, CodeClass};
 use crate::websocket::handshake::{self, UpgradeRequest, UpgradeResponse};
 use crate::websocket::{Opcode, StreamDecoder, StreamEvent};
@@ -29,6 +33,8 @@ pub type SideClose<'a> = (Side, &'a CloseFrameFacts);
 #[serde(rename_all = "kebab-case")]
 pub enum RoleEvidence {
     Handshake,
+    /// Who sent the TLS ClientHello.
+    TlsHello,
     Syn,
     Masking,
     Ports,
@@ -163,12 +169,59 @@ pub struct Handshake {
 }
 
 /// Decoding state, alive only while the connection is.
-#[derive(Debug)]
 struct Live {
     reassembly: [Reassembler; 2],
     decoders: [StreamDecoder; 2],
     events: Vec<StreamEvent>,
     pending_pings: VecDeque<(Side, Vec<u8>, Timestamp)>,
+    /// Per direction, once its first bytes are seen: carried in TLS records, or plaintext.
+    over_tls: [Option<bool>; 2],
+    tls: Option<Box<TlsSession>>,
+    tls_events: Vec<TlsEvent>,
+    keys: Option<Arc<KeyLog>>,
+}
+
+impl std::fmt::Debug for Live {
+    // Decoder state is noise in a debug print, and the key log must never be printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("over_tls", &self.over_tls).finish_non_exhaustive()
+    }
+}
+
+/// What the TLS layer showed, with or without keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    pub client_side: Option<Side>,
+    pub sni: Option<String>,
+    pub alpn_offered: Vec<String>,
+    pub alpn: Option<String>,
+    pub version: Option<u16>,
+    pub cipher: Option<u16>,
+    /// Application data was decrypted with the key log.
+    pub decrypted: bool,
+    /// Why decryption did not happen or stopped.
+    pub decryption_note: Option<String>,
+    /// Alerts by side: time and (level, description), or `None` for an alert whose content was
+    /// encrypted.
+    pub alerts: Vec<(Side, Timestamp, Option<(u8, u8)>)>,
+    /// The record stream broke (a gap at a record boundary, or bytes that are not TLS).
+    pub broken: bool,
+}
+
+impl TlsFacts {
+    /// Without keys, a TLS connection may carry WebSocket unless its client offered HTTP/2 (browsers
+    /// open wss:// with `http/1.1` alone; WebSocket over HTTP/2, RFC 8441, is not decoded).
+    pub fn may_carry_websocket(&self) -> bool {
+        !self.decrypted && !self.alpn_offered.iter().any(|a| a == "h2")
+    }
+
+    /// The first close_notify (or, without keys, the first encrypted alert) and who sent it.
+    pub fn close_notify(&self) -> Option<(Side, Timestamp, bool)> {
+        self.alerts
+            .iter()
+            .find(|(_, _, a)| matches!(a, None | Some((_, 0))))
+            .map(|(s, t, a)| (*s, *t, a.is_some()))
+    }
 }
 
 #[derive(Debug)]
@@ -185,6 +238,8 @@ pub struct Connection {
     pub syn_ack: Option<(Side, Timestamp)>,
     pub dirs: [DirFacts; 2],
     pub handshake: Handshake,
+    /// The TLS layer, when the connection is TLS.
+    pub tls: Option<TlsFacts>,
     /// Why this is not a WebSocket connection, when decoding concluded it is not.
     pub not_websocket: Option<String>,
     pub anomalies: Vec<String>,
@@ -209,6 +264,7 @@ impl Connection {
         ts: Timestamp,
         precision: Precision,
         limits: Limits,
+        keys: Option<Arc<KeyLog>>,
     ) -> Self {
         // Bytes not preceded by a SYN may start mid-frame: let the decoders look for frames then.
         let saw_start = seg.flags.syn;
@@ -226,6 +282,7 @@ impl Connection {
                 response: None,
                 attempts: 0,
             },
+            tls: None,
             not_websocket: None,
             anomalies: Vec::new(),
             anomaly_count: 0,
@@ -241,6 +298,10 @@ impl Connection {
                 decoders: [StreamDecoder::new(saw_start), StreamDecoder::new(saw_start)],
                 events: Vec::new(),
                 pending_pings: VecDeque::new(),
+                over_tls: [None; 2],
+                tls: None,
+                tls_events: Vec::new(),
+                keys,
             })),
         }
     }
@@ -445,15 +506,37 @@ impl Connection {
             reassembly,
             decoders,
             events,
+            over_tls,
+            tls,
+            tls_events,
+            keys,
             ..
         } = live;
         let decoder = &mut decoders[side];
         let before = reassembly[side].offset();
         let gaps_before = reassembly[side].stats.gap_bytes;
-        step(&mut reassembly[side], &mut |chunk| match chunk {
-            Chunk::Data(bytes) => decoder.feed(bytes, events),
-            Chunk::Gap(n) => decoder.gap(n, events),
+        step(&mut reassembly[side], &mut |chunk| {
+            if let Chunk::Data(bytes) = chunk
+                && over_tls[side].is_none()
+            {
+                // A direction's first bytes decide: a TLS hello record, or the stream itself.
+                let is_tls = tls.is_some() || looks_like_tls(bytes);
+                if is_tls && tls.is_none() {
+                    *tls = Some(Box::new(TlsSession::new(keys.clone())));
+                }
+                over_tls[side] = Some(is_tls);
+            }
+            match (chunk, tls.as_deref_mut().filter(|_| over_tls[side] == Some(true))) {
+                (Chunk::Data(bytes), Some(session)) => session.feed(side, bytes, tls_events),
+                (Chunk::Gap(_), Some(session)) => session.gap(side, tls_events),
+                (Chunk::Data(bytes), None) => decoder.feed(bytes, events),
+                (Chunk::Gap(n), None) => decoder.gap(n, events),
+            }
         });
+        if !live.tls_events.is_empty() {
+            self.handle_tls_events(live, side, ts);
+        }
+        let reassembly = &live.reassembly;
         let d = &mut self.dirs[side];
         d.reassembly = reassembly[side].stats;
         if reassembly[side].offset() > before {
@@ -464,6 +547,39 @@ impl Connection {
             self.record(ts, side, EventKind::Gap { bytes: gap });
         }
         self.handle_events(live, side, ts);
+    }
+
+    /// TLS facts, and decrypted plaintext on to the WebSocket decoder.
+    fn handle_tls_events(&mut self, live: &mut Live, side: Side, ts: Timestamp) {
+        let mut tls_events = std::mem::take(&mut live.tls_events);
+        for event in tls_events.drain(..) {
+            let facts = self.tls.get_or_insert_with(TlsFacts::default);
+            match event {
+                TlsEvent::ClientHello(h) => {
+                    facts.client_side = Some(side);
+                    facts.sni = h.sni.clone();
+                    facts.alpn_offered = h.alpn.clone();
+                }
+                TlsEvent::ServerHello(h) => {
+                    facts.client_side.get_or_insert(1 - side);
+                    facts.version = Some(h.version);
+                    facts.cipher = Some(h.cipher);
+                    facts.alpn = h.alpn.clone();
+                }
+                TlsEvent::Alert { level, description } => facts.alerts.push((side, ts, Some((level, description)))),
+                TlsEvent::EncryptedAlert => facts.alerts.push((side, ts, None)),
+                TlsEvent::Plaintext(data) => {
+                    facts.decrypted = true;
+                    live.decoders[side].feed(&data, &mut live.events);
+                }
+                TlsEvent::Decrypting => {}
+                TlsEvent::DecryptionFailed(why) => {
+                    facts.decryption_note.get_or_insert(why);
+                }
+                TlsEvent::Broken => facts.broken = true,
+            }
+        }
+        live.tls_events = tls_events;
     }
 
     fn handle_events(&mut self, live: &mut Live, side: Side, ts: Timestamp) {
@@ -681,6 +797,9 @@ impl Connection {
         if let Some((_, _, resp)) = &self.handshake.response {
             return resp.accepts_websocket();
         }
+        if let Some(tls) = &self.tls {
+            return tls.may_carry_websocket();
+        }
         // Found without a handshake (capture started mid-connection): demand strong evidence, since
         // random bytes can pass for a frame header now and then.
         let frames: u64 = self.dirs.iter().map(|d| d.frames).sum();
@@ -712,6 +831,9 @@ impl Connection {
         }
         if let Some((_, side, _)) = &self.handshake.response {
             return (1 - *side, RoleEvidence::Handshake);
+        }
+        if let Some(side) = self.tls.as_ref().and_then(|t| t.client_side) {
+            return (side, RoleEvidence::TlsHello);
         }
         if let Some((side, _, _)) = self.syn {
             return (side, RoleEvidence::Syn);

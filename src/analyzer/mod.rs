@@ -17,7 +17,11 @@ pub mod event;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
+
+use crate::tls::KeyLog;
 
 use crate::capture::{Packet, Precision, Timestamp};
 use crate::decode::{self, Skip};
@@ -25,7 +29,7 @@ use crate::tcp::Limits;
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
 pub use event::{Event, EventKind, EventLog, Notice, NoticeKind};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Keep connections that turned out not to be WebSocket (for `--all`).
     pub keep_non_websocket: bool,
@@ -34,6 +38,8 @@ pub struct Config {
     pub reassembly: Limits,
     /// Record per-connection timeline events (for `timeline` and the markdown/HTML reports).
     pub record_events: bool,
+    /// TLS secrets (NSS key log) to decrypt wss:// connections with.
+    pub keylog: Option<Arc<KeyLog>>,
     /// Queue [`Notice`]s as facts are seen (live capture collects them with `take_notices`).
     pub notices: bool,
 }
@@ -46,6 +52,7 @@ impl Default for Config {
             reassembly: Limits::default(),
             record_events: false,
             notices: false,
+            keylog: None,
         }
     }
 }
@@ -149,6 +156,7 @@ impl Analyzer {
             packet.ts,
             packet.precision,
             self.config.reassembly,
+            self.config.keylog.clone(),
         );
         self.next_id += 1;
         self.stats.tcp_connections += 1;

@@ -23,6 +23,9 @@ pub enum Outcome {
     HandshakeFailed,
     /// A TCP connection attempt to a WebSocket server answered with RST or never answered.
     Refused,
+    /// TLS without keys: TCP ended (see first_fin/first_rst and tls.close_notify) but whether a
+    /// close frame was sent cannot be seen.
+    Encrypted,
     /// Only with `--all`: a TCP connection that is not WebSocket.
     NotWebsocket,
 }
@@ -36,6 +39,7 @@ impl Outcome {
             Outcome::Open => "open",
             Outcome::HandshakeFailed => "handshake-failed",
             Outcome::Refused => "refused",
+            Outcome::Encrypted => "encrypted",
             Outcome::NotWebsocket => "not-websocket",
         }
     }
@@ -48,6 +52,7 @@ impl Outcome {
             Outcome::Open,
             Outcome::HandshakeFailed,
             Outcome::Refused,
+            Outcome::Encrypted,
             Outcome::NotWebsocket,
         ]
         .into_iter()
@@ -198,11 +203,41 @@ pub struct ConnectionReport {
     /// Frames were found without a captured handshake (a capture that starts mid-connection).
     pub mid_stream: bool,
     pub notes: Vec<String>,
+    /// The TLS layer (wss://), when the connection is TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     /// Named causes, the main one first (docs/diagnosis.md).
     pub diagnosis: Vec<Diagnosis>,
     /// Events in order, when a timeline was asked for (`timeline`, markdown, HTML, `--events`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsAlert {
+    pub by: Role,
+    pub at: String,
+    /// `warning`/`fatal`, or null when the alert was encrypted.
+    pub level: Option<String>,
+    /// `close_notify`, `bad_record_mac`..., or null when the alert was encrypted.
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsReport {
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub sni: Option<String>,
+    pub alpn_offered: Vec<String>,
+    pub alpn: Option<String>,
+    /// `decrypted`, or why not: `no key log given`, `no key for this connection...`, `failed: ...`.
+    pub decryption: String,
+    /// Whether WebSocket frames could be seen. When false, "no close frame seen" does NOT mean
+    /// "no close frame sent".
+    pub websocket_frames_visible: bool,
+    pub alerts: Vec<TlsAlert>,
+    /// The first close_notify (or, without keys, the first encrypted alert, most likely one).
+    pub close_notify: Option<TcpEvent>,
 }
 
 /// One line of a connection's timeline.
@@ -345,6 +380,9 @@ pub fn outcome_of(c: &Connection) -> Outcome {
     }
     if c.handshake_failed() {
         return Outcome::HandshakeFailed;
+    }
+    if c.tls.as_ref().is_some_and(|t| !t.decrypted) && c.handshake.request.is_none() {
+        return if c.tcp_closing() { Outcome::Encrypted } else { Outcome::Open };
     }
     match c.closes() {
         (Some(_), Some(_)) => Outcome::Clean,
@@ -494,6 +532,30 @@ impl ConnectionReport {
                 && c.handshake.response.is_none()
                 && c.is_websocket(),
             notes: c.anomalies.clone(),
+            tls: c.tls.as_ref().map(|t| TlsReport {
+                version: t.version.map(crate::tls::record::version_name),
+                cipher: t.cipher.map(crate::tls::record::cipher_name),
+                sni: t.sni.clone(),
+                alpn_offered: t.alpn_offered.clone(),
+                alpn: t.alpn.clone(),
+                decryption: if t.decrypted {
+                    "decrypted".to_owned()
+                } else {
+                    t.decryption_note.clone().unwrap_or_else(|| "no key log given".to_owned())
+                },
+                websocket_frames_visible: t.decrypted,
+                alerts: t
+                    .alerts
+                    .iter()
+                    .map(|(s, at_, a)| TlsAlert {
+                        by: role(*s),
+                        at: at(*at_),
+                        level: a.map(|(l, _)| if l == 2 { "fatal".to_owned() } else { "warning".to_owned() }),
+                        description: a.map(|(_, d)| crate::tls::record::alert_name(d)),
+                    })
+                    .collect(),
+                close_notify: t.close_notify().map(|(s, t, _)| TcpEvent { by: role(s), at: at(t), rel: rel(t) }),
+            }),
             diagnosis: Vec::new(),
             timeline: timeline_of(c, client, tf),
         }
