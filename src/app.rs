@@ -42,6 +42,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Live(args) => crate::live::run(&args),
+        Command::Interfaces => crate::live::interfaces(),
     }
 }
 

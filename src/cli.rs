@@ -27,6 +27,12 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// List the diagnosis ids and what each means.
     Explain,
+    /// Capture live with libpcap and print every close frame, FIN, RST and diagnosis the moment it
+    /// is seen; on Ctrl-C, SIGTERM, --duration or --count, print the same summary and table as
+    /// `analyze`. Needs a build with `--features live` and CAP_NET_RAW.
+    Live(LiveArgs),
+    /// List the network interfaces live capture can use (needs a build with `--features live`).
+    Interfaces,
 }
 
 #[derive(Debug, Args)]
@@ -80,4 +86,65 @@ pub struct TimelineArgs {
     pub input: Input,
     #[command(flatten)]
     pub filters: Filters,
+}
+
+/// How `live` prints what it sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LiveFormat {
+    /// One line per event for people, then the table and summary of `analyze`.
+    #[value(alias = "table")]
+    Text,
+    /// One JSON object per line (the field names of the JSON report), the final report last.
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Interface to capture on (`any` for all of them, see `wsclose interfaces`).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: String,
+    /// BPF capture filter (tcpdump syntax).
+    #[arg(long, value_name = "BPF", default_value = "tcp")]
+    pub filter: String,
+    /// Output: a line per event for people, or JSON lines.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: LiveFormat,
+    /// Bytes captured per packet.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    pub snaplen: u32,
+    /// Kernel capture buffer size; a larger buffer drops fewer packets in bursts.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub buffer_size: u32,
+    /// Put the interface in promiscuous mode (needs CAP_NET_ADMIN).
+    #[arg(long)]
+    pub promisc: bool,
+    /// Deliver each packet at once instead of in batches.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub immediate: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Stop after this many packets.
+    #[arg(long, value_name = "PACKETS")]
+    pub count: Option<u64>,
+    /// Also save the captured packets to this pcap file, to analyse them again offline.
+    #[arg(long, value_name = "FILE.pcap")]
+    pub write: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Print libpcap's counters (received, dropped) on stderr every SECS seconds; by default every
+    /// 10 s, and only once packets were dropped.
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<f64>,
+    /// Open TCP connections tracked at once; past it the least recently active are evicted (and
+    /// counted in the summary).
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub max_flows: usize,
+    /// Finished connections kept for the final table (the summary counts all of them).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub keep: usize,
+    /// Print times in the local time zone instead of UTC.
+    #[arg(long)]
+    pub local: bool,
 }

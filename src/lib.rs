@@ -13,6 +13,8 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod diagnosis;
+pub mod live;
 pub mod report;
 pub mod tcp;
+pub mod tls;
 pub mod websocket;

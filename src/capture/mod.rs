@@ -16,6 +16,8 @@
 )]
 
 pub mod file;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod merge;
 
 pub use file::{CaptureError, FileReader};

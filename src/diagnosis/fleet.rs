@@ -26,6 +26,8 @@ pub fn idle_clusters(views: &[View<'_>], idle: &[Option<Idle>]) -> BTreeMap<usiz
     let mut items: Vec<(&'static str, f64, usize)> = idle
         .iter()
         .enumerate()
+        // The upstream leg of a proxied connection repeats its client leg: count the pair once.
+        .filter(|(i, _)| views[*i].proxy != Some(views[*i].client))
         .filter_map(|(i, x)| x.map(|x| (views[i].role(x.side), x.idle_s, i)))
         .collect();
     items.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
@@ -169,11 +171,35 @@ fn ended_at(v: &View<'_>) -> Option<Timestamp> {
     }
 }
 
+/// Client addresses that held two connections to the same server at once: several clients behind
+/// one address (loopback, NAT), whose reconnects cannot be told apart into per-client chains.
+fn shared_addresses(views: &[View<'_>]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
+    let mut spans: BTreeMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> = BTreeMap::new();
+    for v in views {
+        let end = ended_at(v).unwrap_or(v.conn.last_packet);
+        spans.entry((client_ip(v), server_of(v))).or_default().push((v.conn.first_packet, end));
+    }
+    spans
+        .into_iter()
+        .filter_map(|(key, mut list)| {
+            list.sort();
+            let mut latest_end: Option<Timestamp> = None;
+            let overlap = list.iter().any(|(start, end)| {
+                let o = latest_end.is_some_and(|e| *start < e);
+                latest_end = Some(latest_end.map_or(*end, |e| e.max(*end)));
+                o
+            });
+            overlap.then_some(key)
+        })
+        .collect()
+}
+
 fn reconnects(
     views: &[View<'_>],
     time: &dyn Fn(Timestamp) -> String,
     out: &mut Vec<(u64, Diagnosis)>,
 ) {
+    let shared = shared_addresses(views);
     let mut order: Vec<usize> = (0..views.len()).collect();
     order.sort_by_key(|&i| views[i].conn.first_packet);
     // previous[i] = the connection i reconnected after, with the interval.
@@ -181,6 +207,9 @@ fn reconnects(
     let mut taken: BTreeSet<usize> = BTreeSet::new();
     for (pos, &i) in order.iter().enumerate() {
         let v = &views[i];
+        if shared.contains(&(client_ip(v), server_of(v))) {
+            continue;
+        }
         let start = v.conn.first_packet;
         let candidate = order[..pos]
             .iter()

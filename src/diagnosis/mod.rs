@@ -59,7 +59,6 @@ const RANKING: &[&str] = &[
     "overloaded",
     "message-too-big",
     "protocol-error",
-    "proxy-legs",
     "idle-timeout",
     "unanswered-ping",
     "one-way-heartbeat",
@@ -69,6 +68,7 @@ const RANKING: &[&str] = &[
     "middlebox-reset",
     "server-going-away",
     "mass-close",
+    "proxy-legs",
     "close-unanswered",
     "abnormal-closure",
     "reconnect-storm",
@@ -172,17 +172,28 @@ pub const KNOWN_TIMEOUTS: &[(f64, &str)] = &[
 ];
 
 /// Facts every rule needs, resolved once per connection.
+#[derive(Clone, Copy)]
 pub struct View<'a> {
     pub conn: &'a Connection,
     pub client: Side,
     pub server: Side,
     /// The outcome as reported (clean, abnormal...).
     pub outcome: crate::report::Outcome,
+    /// The side that is a proxy, when this connection is one leg of a proxied WebSocket.
+    pub proxy: Option<Side>,
 }
 
 impl<'a> View<'a> {
+    pub fn new(conn: &'a Connection, outcome: crate::report::Outcome) -> Self {
+        let (client, _) = conn.roles();
+        View { conn, client, server: 1 - client, outcome, proxy: None }
+    }
+
+    /// How a summary names a side: "client", "server", or "proxy" on a proxied leg.
     pub fn role(&self, side: Side) -> &'static str {
-        if side == self.client {
+        if self.proxy == Some(side) {
+            "proxy"
+        } else if side == self.client {
             "client"
         } else {
             "server"
@@ -205,6 +216,13 @@ pub fn diagnose(
     time: &dyn Fn(Timestamp) -> String,
 ) -> BTreeMap<u64, Vec<Diagnosis>> {
     let mut found: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
+    // Name the proxy as such on both legs of a proxied connection.
+    let mut views: Vec<View<'_>> = views.to_vec();
+    for (front, up, _) in proxy::pairs(&views) {
+        views[front].proxy = Some(views[front].server);
+        views[up].proxy = Some(views[up].client);
+    }
+    let views = views.as_slice();
     let idle = rules::idle_candidates(views);
     let clusters = fleet::idle_clusters(views, &idle);
     for (i, v) in views.iter().enumerate() {

@@ -38,26 +38,26 @@ fn how(e: &Ending, v: &View<'_>) -> String {
     }
 }
 
-pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
+/// The legs of proxied connections: (client leg, upstream leg, how they were paired), as indexes
+/// into `views`.
+pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     let mut out = Vec::new();
     let mut used = std::collections::HashSet::new();
-    for front in views {
+    for (fi, front) in views.iter().enumerate() {
         let Some((t_front, req_front)) = request_of(front) else {
             continue;
         };
-        if used.contains(&front.conn.id) {
+        if used.contains(&fi) {
             continue;
         }
-        // The upstream leg: a later request from the proxy host (the front leg's server address)
-        // with the same key, else the same path, soon after.
+        // The upstream leg: a later request with the same key, else one from the proxy host (the
+        // front leg's server address) for the same path, soon after.
         let proxy_ip = front.conn.endpoints[front.server].ip();
-        let candidates = views.iter().filter(|up| {
-            up.conn.id != front.conn.id
-                && !used.contains(&up.conn.id)
-                && up.conn.endpoints[up.server] != front.conn.endpoints[front.server]
-        });
-        let mut best: Option<(&View<'_>, &str)> = None;
-        for up in candidates {
+        let mut best: Option<(usize, &'static str)> = None;
+        for (ui, up) in views.iter().enumerate() {
+            if ui == fi || used.contains(&ui) || up.conn.endpoints[up.server] == front.conn.endpoints[front.server] {
+                continue;
+            }
             let Some((t_up, req_up)) = request_of(up) else {
                 continue;
             };
@@ -66,20 +66,26 @@ pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<
                 continue;
             }
             if req_front.key.is_some() && req_front.key == req_up.key {
-                best = Some((up, "same Sec-WebSocket-Key"));
+                best = Some((ui, "same Sec-WebSocket-Key"));
                 break;
             }
-            // Without the key, only a request from the proxy's own address counts.
-            if best.is_none()
-                && req_front.path == req_up.path
-                && up.conn.endpoints[up.client].ip() == proxy_ip
-            {
-                best = Some((up, "same path within a second"));
+            if best.is_none() && req_front.path == req_up.path && up.conn.endpoints[up.client].ip() == proxy_ip {
+                best = Some((ui, "same path within a second"));
             }
         }
-        let Some((up, evidence)) = best else { continue };
-        used.insert(front.conn.id);
-        used.insert(up.conn.id);
+        if let Some((ui, evidence)) = best {
+            used.insert(fi);
+            used.insert(ui);
+            out.push((fi, ui, evidence));
+        }
+    }
+    out
+}
+
+pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
+    let mut out = Vec::new();
+    for (fi, ui, evidence) in pairs(views) {
+        let (front, up) = (&views[fi], &views[ui]);
         let (Some(ef), Some(eu)) = (front.conn.ending, up.conn.ending) else {
             continue;
         };

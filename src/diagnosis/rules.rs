@@ -135,7 +135,7 @@ pub fn per_connection(
             .connection
             .as_deref()
             .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
-        if req.wants_websocket() && !connection_upgrade {
+        if req.wants_websocket() && !connection_upgrade && !req.truncated {
             out.push(
                 Diagnosis::new(
                     "handshake-failed",
@@ -251,8 +251,14 @@ pub fn per_connection(
     }
 
     // Idle timeouts and heartbeats.
+    // A side that ends the connection after its own pings went unanswered is its heartbeat at work:
+    // that is reported as `unanswered-ping`, not as an idle timeout.
+    let heartbeat_gave_up = idle.is_some_and(|i| {
+        c.unanswered_pings[i.side] > 0 && c.dirs[i.side].first_unanswered_ping.is_some_and(|t| t <= i.at)
+    });
     if let Some(idle) = idle
         && !clean_normal
+        && !heartbeat_gave_up
     {
         let defaults = matching_defaults(idle.idle_s);
         let round = is_round(idle.idle_s);
@@ -311,24 +317,30 @@ pub fn per_connection(
             continue;
         };
         let end = c.ending.map_or(c.last_packet, |e| e.at.max(first));
-        let wait = seconds(first, end.max(c.last_packet).min(end.max(first)));
+        let wait = seconds(first, end);
         if n > 0 && wait >= MIN_PING_WAIT_S && !clean_normal {
-            out.push(
-                Diagnosis::new(
-                    "unanswered-ping",
-                    format!(
-                        "{n} ping(s) from the {} got no pong; the first waited {:.1} s until {}",
-                        role(side),
-                        wait,
-                        if c.ending.is_some() { "the end" } else { "the capture ended" }
-                    ),
-                    "the other side is dead, half-open or blocked: check its event loop and the path; end connections after 2 missed pongs",
-                )
-                .with("pinger", role(side))
-                .with("unanswered", n)
-                .with("first_unanswered_at", time(first))
-                .with("waited_s", ms(wait)),
-            );
+            let then = match c.ending {
+                Some(e) if e.side == side => format!(
+                    "; then the {} ended the connection with {} {wait:.1} s after the first unanswered ping: its heartbeat gave up on a dead or stuck peer",
+                    role(side),
+                    kind_word(e.kind)
+                ),
+                Some(_) => format!(" (waited {wait:.1} s until the end)"),
+                None => format!(" (waited {wait:.1} s until the capture ended)"),
+            };
+            let mut d = Diagnosis::new(
+                "unanswered-ping",
+                format!("{n} ping(s) from the {} got no pong{then}", role(side)),
+                "the other side is dead, half-open or blocked: check its event loop and the path; end connections after 2 missed pongs",
+            )
+            .with("pinger", role(side))
+            .with("unanswered", n)
+            .with("first_unanswered_at", time(first))
+            .with("waited_s", ms(wait));
+            if let Some(every) = ping_interval(&c.dirs[side].ping_times) {
+                d = d.with("ping_interval_s", ms(every));
+            }
+            out.push(d);
         }
     }
 

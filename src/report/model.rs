@@ -443,11 +443,11 @@ impl ConnectionReport {
             server_software: resp.and_then(|r| r.server.clone()),
             accept_valid: c.accept_valid(),
             missing_upgrade_headers: req.is_some_and(|r| {
-                !r.wants_websocket()
+                !r.truncated && (!r.wants_websocket()
                     || !r
                         .connection
                         .as_deref()
-                        .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+                        .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")))
             }),
             attempts: c.handshake.attempts,
         };
@@ -645,15 +645,7 @@ pub fn build(
     let views: Vec<View<'_>> = analysis
         .connections
         .iter()
-        .map(|c| {
-            let (client, _) = c.roles();
-            View {
-                conn: c,
-                client,
-                server: 1 - client,
-                outcome: outcome_of(c),
-            }
-        })
+        .map(|c| View::new(c, outcome_of(c)))
         .collect();
     // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
     let ws_servers: std::collections::HashSet<std::net::SocketAddr> = views

@@ -23,12 +23,15 @@ pub struct UpgradeRequest {
     pub extensions: Option<String>,
     /// Bytes of a body announced by Content-Length (skipped, never stored).
     pub body_len: u64,
+    /// The capture cut the head short (snaplen or a lost segment): headers after the cut are unknown.
+    pub truncated: bool,
 }
 
 impl UpgradeRequest {
-    /// `Upgrade: websocket` (case-insensitive, §4.2.1) was asked for.
+    /// `Upgrade: websocket` (case-insensitive, §4.2.1) was asked for — or, when the head was cut
+    /// before any Upgrade header, a GET that may have asked for it (its answer decides).
     pub fn wants_websocket(&self) -> bool {
-        has_token(self.upgrade.as_deref(), "websocket")
+        has_token(self.upgrade.as_deref(), "websocket") || (self.truncated && self.upgrade.is_none() && self.method == "GET")
     }
 }
 
@@ -47,13 +50,16 @@ pub struct UpgradeResponse {
     pub extensions: Option<String>,
     pub server: Option<String>,
     pub body_len: u64,
+    /// The capture cut the head short: headers after the cut are unknown.
+    pub truncated: bool,
 }
 
 impl UpgradeResponse {
     /// A 101 that switches to WebSocket: a client fails the connection on any other (RFC 6455 §4.1,
     /// e.g. `Upgrade: websockets`), so the bytes after it are not frames.
     pub fn accepts_websocket(&self) -> bool {
-        self.status == 101 && has_token(self.upgrade.as_deref(), "websocket")
+        self.status == 101
+            && (has_token(self.upgrade.as_deref(), "websocket") || (self.truncated && self.upgrade.is_none()))
     }
 }
 
@@ -141,6 +147,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed<UpgradeRequest> {
                     protocols: header_value(h, "sec-websocket-protocol"),
                     extensions: header_value(h, "sec-websocket-extensions"),
                     body_len: content_length(h),
+                    truncated: false,
                 },
                 n,
             )
@@ -173,12 +180,40 @@ pub fn parse_response(buf: &[u8]) -> Parsed<UpgradeResponse> {
                     } else {
                         content_length(h)
                     },
+                    truncated: false,
                 },
                 n,
             )
         }
         Ok(httparse::Status::Partial) => Parsed::Partial,
         Err(e) => Parsed::Invalid(e.to_string()),
+    }
+}
+
+/// What can be read of a head the capture cut short: the start line and the header lines that are
+/// whole. `None` when not even the start line is there.
+pub fn parse_truncated(buf: &[u8]) -> Option<(Option<UpgradeRequest>, Option<UpgradeResponse>)> {
+    let end = buf.windows(2).rposition(|w| w == b"\r\n")? + 2;
+    let mut head = buf.get(..end)?.to_vec();
+    head.extend_from_slice(b"\r\n");
+    match classify_start(&head) {
+        HttpStart::Request => match parse_request(&head) {
+            Parsed::Complete(mut r, _) => {
+                r.truncated = true;
+                r.body_len = 0;
+                Some((Some(r), None))
+            }
+            _ => None,
+        },
+        HttpStart::Response => match parse_response(&head) {
+            Parsed::Complete(mut r, _) => {
+                r.truncated = true;
+                r.body_len = 0;
+                Some((None, Some(r)))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -54,10 +54,9 @@ enum Mode {
         buf: Vec<u8>,
         skip_body: u64,
     },
-    /// An upgrade request was sent; bytes after it wait for the answer.
-    AwaitingAnswer {
-        held: Vec<u8>,
-    },
+    /// An upgrade request was sent; bytes after it wait for the answer. `resync`: the capture lost
+    /// bytes since, so frames must be looked for rather than expected at the next byte.
+    AwaitingAnswer { held: Vec<u8>, resync: bool },
     Frames,
     /// Frame boundaries lost: look for a plausible header at the start of each new chunk.
     Resync {
@@ -128,12 +127,12 @@ impl StreamDecoder {
         rsv_allowed: u8,
         out: &mut Vec<StreamEvent>,
     ) {
-        let Mode::AwaitingAnswer { held } = std::mem::replace(&mut self.mode, Mode::Start) else {
+        let Mode::AwaitingAnswer { held, resync } = std::mem::replace(&mut self.mode, Mode::Start) else {
             return;
         };
         if accepted {
             self.rsv_allowed = rsv_allowed;
-            self.mode = Mode::Frames;
+            self.mode = if resync { Mode::Resync { skipped: 0 } } else { Mode::Frames };
         } else {
             self.mode = Mode::Http {
                 buf: Vec::new(),
@@ -181,7 +180,7 @@ impl StreamDecoder {
                     0
                 }
                 Mode::Http { .. } => self.feed_http(data, out),
-                Mode::AwaitingAnswer { held } => {
+                Mode::AwaitingAnswer { held, .. } => {
                     let room = MAX_HELD.saturating_sub(held.len()).min(data.len());
                     held.extend_from_slice(data.get(..room).unwrap_or_default());
                     data.len()
@@ -223,6 +222,18 @@ impl StreamDecoder {
                     if self.current.remaining == 0 {
                         self.finish_frame(out);
                     }
+                } else if self.header_have == 0 && self.current.header.is_some() {
+                    // The gap runs past the end of this frame: the frame is complete (its end is
+                    // known), what follows it is not.
+                    let rest = len - self.current.remaining;
+                    self.current.consumed += self.current.remaining;
+                    self.current.remaining = 0;
+                    self.current.incomplete = true;
+                    self.finish_frame(out);
+                    self.lose_sync("bytes missing from the capture at a frame header", out);
+                    if let Mode::Resync { skipped } = &mut self.mode {
+                        *skipped += rest;
+                    }
                 } else {
                     self.lose_sync("bytes missing from the capture at a frame header", out);
                     if let Mode::Resync { skipped } = &mut self.mode {
@@ -232,11 +243,43 @@ impl StreamDecoder {
             }
             Mode::Resync { skipped } => *skipped += len,
             Mode::Http { skip_body, .. } if *skip_body >= len => *skip_body -= len,
+            Mode::Http { buf, skip_body: 0 } if !buf.is_empty() => {
+                // The snaplen or a lost segment cut the head: use what is there.
+                match handshake::parse_truncated(buf) {
+                    Some((Some(req), _)) => {
+                        self.expect_mask = Some(true);
+                        self.mode = if req.wants_websocket() {
+                            Mode::AwaitingAnswer { held: Vec::new(), resync: true }
+                        } else {
+                            Mode::Ignore
+                        };
+                        out.push(StreamEvent::Request(Box::new(req)));
+                    }
+                    Some((_, Some(resp))) => {
+                        self.expect_mask = Some(false);
+                        // Extensions cut off with the head may have been negotiated: allow RSV1.
+                        self.rsv_allowed = match resp.extensions.as_deref() {
+                            Some(e) if !handshake::negotiates_deflate(Some(e)) => 0,
+                            _ => 0b100,
+                        };
+                        self.mode = if resp.accepts_websocket() { Mode::Resync { skipped: len } } else { Mode::Ignore };
+                        out.push(StreamEvent::Response(Box::new(resp)));
+                    }
+                    _ => {
+                        self.mode = Mode::Ignore;
+                        out.push(StreamEvent::NotWebSocket("bytes missing from the capture in the HTTP head".into()));
+                    }
+                }
+            }
+            Mode::AwaitingAnswer { held, resync } => {
+                held.clear();
+                *resync = true;
+            }
             Mode::Start if !self.saw_start => {
                 self.heuristic = true;
                 self.mode = Mode::Resync { skipped: len };
             }
-            Mode::Http { .. } | Mode::Start | Mode::AwaitingAnswer { .. } => {
+            Mode::Http { .. } | Mode::Start => {
                 self.mode = Mode::Ignore;
                 out.push(StreamEvent::NotWebSocket(
                     "bytes missing from the capture in the HTTP head".into(),
@@ -321,7 +364,7 @@ impl StreamDecoder {
                         let upgrade = req.wants_websocket();
                         self.expect_mask = Some(true);
                         if upgrade {
-                            self.mode = Mode::AwaitingAnswer { held: Vec::new() };
+                            self.mode = Mode::AwaitingAnswer { held: Vec::new(), resync: false };
                         } else {
                             self.mode = Mode::Http {
                                 buf: Vec::new(),
