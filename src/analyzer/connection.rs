@@ -566,8 +566,14 @@ impl Connection {
                     facts.cipher = Some(h.cipher);
                     facts.alpn = h.alpn.clone();
                 }
-                TlsEvent::Alert { level, description } => facts.alerts.push((side, ts, Some((level, description)))),
-                TlsEvent::EncryptedAlert => facts.alerts.push((side, ts, None)),
+                TlsEvent::Alert { level, description } => {
+                    facts.alerts.push((side, ts, Some((level, description))));
+                    self.record(ts, side, EventKind::TlsAlert { alert: Some((level, description)) });
+                }
+                TlsEvent::EncryptedAlert => {
+                    facts.alerts.push((side, ts, None));
+                    self.record(ts, side, EventKind::TlsAlert { alert: None });
+                }
                 TlsEvent::Plaintext(data) => {
                     facts.decrypted = true;
                     live.decoders[side].feed(&data, &mut live.events);

@@ -36,6 +36,8 @@ pub enum EventKind {
     Gap {
         bytes: u64,
     },
+    /// A TLS alert: `(level, description)`, or `None` when it was encrypted.
+    TlsAlert { alert: Option<(u8, u8)> },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -347,11 +347,14 @@ pub fn per_connection(
     match v.outcome {
         Outcome::Abnormal => {
             if let Some(end) = c.ending {
+                // How long both directions had been silent, whatever the cause.
+                let since = |s: Side| end.last_activity_before[s].unwrap_or(c.first_packet);
+                let silent = seconds(since(0).max(since(1)), end.at).max(0.0);
                 out.push(
                     Diagnosis::new(
                         "abnormal-closure",
                         format!(
-                            "TCP was ended by the {} with {} at {} without any close frame (browsers report 1006)",
+                            "TCP was ended by the {} with {} at {} after {silent:.1} s of silence, without any close frame (browsers report 1006)",
                             role(end.side),
                             kind_word(end.kind),
                             time(end.at)
@@ -360,7 +363,8 @@ pub fn per_connection(
                     )
                     .with("ended_by", role(end.side))
                     .with("ended_with", kind_word(end.kind))
-                    .with("at", time(end.at)),
+                    .with("at", time(end.at))
+                    .with("silent_before_s", ms(silent)),
                 );
             }
         }

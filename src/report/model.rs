@@ -291,6 +291,13 @@ fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<Time
                 K::Fin => ("fin", String::new()),
                 K::Rst => ("rst", String::new()),
                 K::Gap { bytes } => ("gap", format!("{bytes} B not captured")),
+                K::TlsAlert { alert } => (
+                    "tls-alert",
+                    alert.map_or_else(
+                        || "encrypted (likely close_notify)".to_owned(),
+                        |(_, d)| crate::tls::record::alert_name(d),
+                    ),
+                ),
             };
             TimelineEntry {
                 at: tf.format(e.at, c.precision),

@@ -29,6 +29,7 @@ pub fn event_label(e: &TimelineEntry) -> String {
         "fin" => "FIN",
         "rst" => "RST",
         "gap" => "gap",
+        "tls-alert" => "TLS alert",
         other => other,
     };
     if e.detail.is_empty() {
