@@ -104,7 +104,13 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
             }
         }
     }
-    let warnings: Vec<String> = reader.warnings().map(str::to_owned).collect();
+    let mut warnings: Vec<String> = reader.warnings().map(str::to_owned).collect();
+    let backwards = reader.stats().time_backwards;
+    if backwards > 0 {
+        warnings.push(format!(
+            "time went backwards {backwards} time(s) between consecutive packets of a file: times are reported as captured, durations and idle times around those packets may be wrong"
+        ));
+    }
     for w in &warnings {
         eprintln!("wsclose: warning: {}", printers::escape::terminal(w));
     }

@@ -101,8 +101,14 @@ pub enum LiveFormat {
 #[derive(Debug, Args)]
 pub struct LiveArgs {
     /// Interface to capture on (`any` for all of them, see `wsclose interfaces`).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub interface: String,
+    // Optional in a build without libpcap, so that a bare `wsclose live` says how to get it.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required = cfg!(feature = "live")
+    )]
+    pub interface: Option<String>,
     /// BPF capture filter (tcpdump syntax).
     #[arg(long, value_name = "BPF", default_value = "tcp")]
     pub filter: String,

@@ -105,6 +105,8 @@ pub struct DirFacts {
     pub first_rst_order: u64,
     pub fins: u64,
     pub rsts: u64,
+    /// SYNs without ACK (a client's connection requests, retransmissions included).
+    pub syns: u64,
     pub zero_windows: u64,
     /// TTL range of the packets before the first RST, and the RST's own (a forged RST often differs).
     pub ttl_min: Option<u8>,
@@ -181,12 +183,51 @@ struct Live {
     keys: Option<Arc<KeyLog>>,
 }
 
+/// What a connection needs to start decoding.
+struct Seed {
+    limits: Limits,
+    saw_start: bool,
+    keys: Option<Arc<KeyLog>>,
+    /// Initial sequence numbers seen in SYNs before any payload.
+    isn: [Option<u32>; 2],
+}
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seed").field("isn", &self.isn).finish_non_exhaustive()
+    }
+}
+
+impl Seed {
+    fn build(&self) -> Box<Live> {
+        let mut live = Box::new(Live {
+            reassembly: [Reassembler::new(self.limits), Reassembler::new(self.limits)],
+            decoders: [StreamDecoder::new(self.saw_start), StreamDecoder::new(self.saw_start)],
+            events: Vec::new(),
+            pending_pings: VecDeque::new(),
+            over_tls: [None; 2],
+            tls: None,
+            tls_events: Vec::new(),
+            keys: self.keys.clone(),
+        });
+        for (r, isn) in live.reassembly.iter_mut().zip(self.isn) {
+            if let Some(isn) = isn {
+                r.syn(isn);
+            }
+        }
+        live
+    }
+}
+
 impl std::fmt::Debug for Live {
     // Decoder state is noise in a debug print, and the key log must never be printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Live").field("over_tls", &self.over_tls).finish_non_exhaustive()
     }
 }
+
+/// A TLS alert: who sent it, when, and `(level, description)` when it could be read.
+pub type TlsAlertFact = (Side, Timestamp, Option<(u8, u8)>);
 
 /// What the TLS layer showed, with or without keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -203,7 +244,7 @@ pub struct TlsFacts {
     pub decryption_note: Option<String>,
     /// Alerts by side: time and (level, description), or `None` for an alert whose content was
     /// encrypted.
-    pub alerts: Vec<(Side, Timestamp, Option<(u8, u8)>)>,
+    pub alerts: Vec<TlsAlertFact>,
     /// The record stream broke (a gap at a record boundary, or bytes that are not TLS).
     pub broken: bool,
 }
@@ -254,6 +295,9 @@ pub struct Connection {
     activity_before: [Option<Timestamp>; 2],
     frame_seq: u64,
     packet_seq: u64,
+    /// What the decoding state will be built from: it is only built when the first payload byte
+    /// arrives, so a flood of SYNs or of bare ACKs costs no decoder state. `None` once ended.
+    seed: Option<Box<Seed>>,
     live: Option<Box<Live>>,
 }
 
@@ -293,16 +337,8 @@ impl Connection {
             activity_before: [None; 2],
             frame_seq: 0,
             packet_seq: 0,
-            live: Some(Box::new(Live {
-                reassembly: [Reassembler::new(limits), Reassembler::new(limits)],
-                decoders: [StreamDecoder::new(saw_start), StreamDecoder::new(saw_start)],
-                events: Vec::new(),
-                pending_pings: VecDeque::new(),
-                over_tls: [None; 2],
-                tls: None,
-                tls_events: Vec::new(),
-                keys,
-            })),
+            live: None,
+            seed: Some(Box::new(Seed { limits, saw_start, keys, isn: [None; 2] })),
         }
     }
 
@@ -324,7 +360,7 @@ impl Connection {
     }
 
     pub fn is_live(&self) -> bool {
-        self.live.is_some()
+        self.seed.is_some()
     }
 
     /// A new connection's SYN on this 4-tuple (port reuse) rather than a retransmission of ours.
@@ -383,6 +419,9 @@ impl Connection {
                 d.payload_bytes += u64::from(seg.wire_len);
                 d.last_payload = Some(ts);
             }
+            if seg.flags.syn && !seg.flags.ack {
+                d.syns += 1;
+            }
             if seg.flags.rst {
                 d.rsts += 1;
                 if d.first_rst.is_none() {
@@ -405,10 +444,21 @@ impl Connection {
                 self.syn = Some((side, ts, seg.seq));
             }
         }
-        if let Some(mut live) = self.live.take() {
+        if let Some(seed) = &mut self.seed
+            && self.live.is_none()
+        {
             if seg.flags.syn {
-                live.reassembly[side].syn(seg.seq);
+                seed.isn[side].get_or_insert(seg.seq);
             }
+            if seg.wire_len > 0 && !seg.flags.rst {
+                self.live = Some(seed.build());
+            }
+        } else if seg.flags.syn
+            && let Some(live) = &mut self.live
+        {
+            live.reassembly[side].syn(seg.seq);
+        }
+        if let Some(mut live) = self.live.take() {
             let data_seq = if seg.flags.syn {
                 seg.seq.wrapping_add(1)
             } else {
@@ -483,6 +533,7 @@ impl Connection {
 
     /// Ends decoding: held data is decoded with its holes, then the live state is freed.
     pub fn end(&mut self, ts: Timestamp) {
+        self.seed = None;
         if let Some(mut live) = self.live.take() {
             for side in 0..2 {
                 self.feed(&mut live, side, ts, |r, out| r.flush(out));
@@ -650,6 +701,7 @@ impl Connection {
                     self.dirs[side].desyncs += 1;
                     self.note(format!("lost frame boundaries: {reason}"));
                 }
+                StreamEvent::Note(text) => self.note(text),
                 StreamEvent::Resync { skipped } => {
                     self.dirs[side].resync_skipped += skipped;
                 }
@@ -824,6 +876,16 @@ impl Connection {
     }
 
     /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
+    /// Decoding has started (some payload was seen) and not ended.
+    pub fn is_decoding(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// SYNs (without ACK) the client sent: more than one means it retransmitted.
+    pub fn syn_count(&self) -> u64 {
+        self.syn.map_or(0, |(side, _, _)| self.dirs[side].syns)
+    }
+
     pub fn is_failed_attempt(&self) -> bool {
         self.syn.is_some()
             && self.syn_ack.is_none()

@@ -72,6 +72,8 @@ pub struct PacketStats {
     pub precision: Precision,
     pub evicted_flows: u64,
     pub tcp_connections: u64,
+    /// SYNs that got no answer and were never retransmitted (floods, scans): counted, not listed.
+    pub lone_syns: u64,
 }
 
 /// Flow key independent of direction: the two endpoints in a fixed order.
@@ -82,13 +84,16 @@ fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
 }
 
 /// Failed connection attempts kept for the report (a SYN flood must not fill memory).
-const MAX_FAILED_ATTEMPTS_KEPT: u64 = 100_000;
+const MAX_FAILED_ATTEMPTS_KEPT: u64 = 10_000;
 
 pub struct Analyzer {
     config: Config,
     notices: Vec<Notice>,
     attempts_kept: u64,
-    flows: FxHashMap<FlowKey, Connection>,
+    /// Connection id → flow key, for looking a connection up by id in constant time.
+    ids: FxHashMap<u64, FlowKey>,
+    /// Boxed so that the table's spare capacity costs a pointer per slot, not a connection.
+    flows: FxHashMap<FlowKey, Box<Connection>>,
     done: Vec<Connection>,
     next_id: u64,
     pub stats: PacketStats,
@@ -108,6 +113,7 @@ impl Analyzer {
             notices: Vec::new(),
             attempts_kept: 0,
             flows: FxHashMap::default(),
+            ids: FxHashMap::default(),
             done: Vec::new(),
             next_id: 0,
             stats: PacketStats::default(),
@@ -136,6 +142,7 @@ impl Analyzer {
         if let Some(conn) = self.flows.get_mut(&key) {
             if conn.is_reused_by(&seg) {
                 if let Some(mut old) = self.flows.remove(&key) {
+                    self.ids.remove(&old.id);
                     old.end(old.last_packet);
                     self.retire(old);
                 }
@@ -150,14 +157,14 @@ impl Analyzer {
         if self.flows.len() >= self.config.max_flows {
             self.evict_idle();
         }
-        let mut conn = Connection::new(
+        let mut conn = Box::new(Connection::new(
             self.next_id,
             &seg,
             packet.ts,
             packet.precision,
             self.config.reassembly,
             self.config.keylog.clone(),
-        );
+        ));
         self.next_id += 1;
         self.stats.tcp_connections += 1;
         if self.config.record_events {
@@ -170,20 +177,21 @@ impl Analyzer {
         if let Some(n) = &mut conn.notices {
             self.notices.append(n);
         }
+        self.ids.insert(conn.id, key);
         self.flows.insert(key, conn);
     }
 
     /// Makes room in a full flow table: the least recently active tenth goes, reported as evicted.
     fn evict_idle(&mut self) {
-        let mut by_age: Vec<(Timestamp, FlowKey)> = self
-            .flows
-            .iter()
-            .map(|(k, c)| (c.last_packet, *k))
-            .collect();
+        // Half-open flows (no payload yet: SYN floods, scans) go first, oldest first; then the least
+        // recently active of the rest.
+        let mut by_age: Vec<(bool, Timestamp, FlowKey)> =
+            self.flows.iter().map(|(k, c)| (c.is_decoding(), c.last_packet, *k)).collect();
         let n = (by_age.len() / 10).max(1);
         by_age.select_nth_unstable(n - 1);
-        for (_, key) in by_age.into_iter().take(n) {
+        for (_, _, key) in by_age.into_iter().take(n) {
             if let Some(mut conn) = self.flows.remove(&key) {
+                self.ids.remove(&conn.id);
                 conn.end(conn.last_packet);
                 conn.note("evicted from a full flow table before it ended".into());
                 self.stats.evicted_flows += 1;
@@ -192,13 +200,19 @@ impl Analyzer {
         }
     }
 
-    fn retire(&mut self, conn: Connection) {
+    fn retire(&mut self, conn: Box<Connection>) {
         // Failed attempts are kept (up to a cap) as evidence of refusals and reconnect storms; the
-        // report shows those aimed at a WebSocket server.
-        let attempt = conn.is_failed_attempt() && self.attempts_kept < MAX_FAILED_ATTEMPTS_KEPT;
+        // report shows those aimed at a WebSocket server. A lone SYN that nobody answered and
+        // nobody retransmitted is flood or scan noise: only counted.
+        let failed = conn.is_failed_attempt();
+        let evidence = failed && (conn.dirs.iter().any(|d| d.first_rst.is_some()) || conn.syn_count() > 1);
+        if failed && !evidence {
+            self.stats.lone_syns += 1;
+        }
+        let attempt = evidence && self.attempts_kept < MAX_FAILED_ATTEMPTS_KEPT;
         if self.config.keep_non_websocket || conn.is_websocket() || attempt {
             self.attempts_kept += u64::from(attempt);
-            self.done.push(conn);
+            self.done.push(*conn);
         }
     }
 
@@ -209,12 +223,15 @@ impl Analyzer {
 
     /// The connection with this id, if it is still in the flow table.
     pub fn connection(&self, id: u64) -> Option<&Connection> {
-        self.flows.values().find(|c| c.id == id).or_else(|| self.done.iter().find(|c| c.id == id))
+        match self.ids.get(&id).and_then(|k| self.flows.get(k)) {
+            Some(c) => Some(&**c),
+            None => self.done.iter().find(|c| c.id == id),
+        }
     }
 
     /// Connections still in the flow table.
     pub fn open_connections(&self) -> impl Iterator<Item = &Connection> {
-        self.flows.values()
+        self.flows.values().map(|c| &**c)
     }
 
     /// Connections that are over (TCP ended at least `linger_s` seconds of capture time before `now`,
@@ -228,6 +245,7 @@ impl Analyzer {
             .collect();
         for key in over {
             if let Some(mut conn) = self.flows.remove(&key) {
+                self.ids.remove(&conn.id);
                 conn.end(conn.last_packet);
                 self.retire(conn);
             }
@@ -237,7 +255,7 @@ impl Analyzer {
 
     /// Ends the run: connections still open are decoded to the end of what was captured.
     pub fn finish(mut self) -> Analysis {
-        let open: Vec<Connection> = self.flows.drain().map(|(_, c)| c).collect();
+        let open: Vec<Box<Connection>> = self.flows.drain().map(|(_, c)| c).collect();
         for mut conn in open {
             conn.end(conn.last_packet);
             self.retire(conn);

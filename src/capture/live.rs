@@ -119,10 +119,7 @@ impl LiveCapture {
         // Linux stamps packets in nanoseconds and libpcap hands them on as asked; elsewhere keep
         // libpcap's default (microseconds) rather than guess whether the platform honours it.
         #[cfg(target_os = "linux")]
-        let (inactive, precision) = (
-            inactive.precision(pcap::Precision::Nano),
-            Precision::Nano,
-        );
+        let (inactive, precision) = (inactive.precision(pcap::Precision::Nano), Precision::Nano);
         #[cfg(not(target_os = "linux"))]
         let precision = Precision::Micro;
         let mut cap = inactive.open().map_err(|e| {
@@ -134,9 +131,7 @@ impl LiveCapture {
                 LiveError::Permission {
                     interface: iface.to_owned(),
                     promisc: opts.promisc,
-                    message: message
-                        .trim_start_matches(&format!("{iface}: "))
-                        .to_owned(),
+                    message: message.trim_start_matches(&format!("{iface}: ")).to_owned(),
                 }
             } else {
                 LiveError::Other(format!("cannot capture on {iface}: {message}"))
@@ -185,7 +180,9 @@ impl LiveCapture {
     /// Flushes the save file (when there is one).
     pub fn flush(&mut self) -> Result<(), LiveError> {
         match &mut self.savefile {
-            Some(f) => f.flush().map_err(|e| other("cannot flush the save file", e)),
+            Some(f) => f
+                .flush()
+                .map_err(|e| other("cannot flush the save file", e)),
             None => Ok(()),
         }
     }
@@ -237,7 +234,10 @@ impl LiveCapture {
             Precision::Micro => frac.saturating_mul(1000),
         };
         Ok(Some(Packet {
-            ts: Timestamp::from_parts(secs, u32::try_from(nanos.clamp(0, 999_999_999)).unwrap_or(0)),
+            ts: Timestamp::from_parts(
+                secs,
+                u32::try_from(nanos.clamp(0, 999_999_999)).unwrap_or(0),
+            ),
             precision: self.precision,
             linktype: self.linktype,
             data: p.data,

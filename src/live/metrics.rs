@@ -81,16 +81,8 @@ impl Metrics {
             "Connections whose TCP ended with no close frame (what browsers report as 1006)",
             m.abnormal.clone(),
         );
-        registry.register(
-            "wsclose_pings",
-            "Ping frames, by sender",
-            m.pings.clone(),
-        );
-        registry.register(
-            "wsclose_pongs",
-            "Pong frames, by sender",
-            m.pongs.clone(),
-        );
+        registry.register("wsclose_pings", "Ping frames, by sender", m.pings.clone());
+        registry.register("wsclose_pongs", "Pong frames, by sender", m.pongs.clone());
         registry.register(
             "wsclose_diagnoses",
             "Diagnoses of finished connections, by id (see `wsclose explain`)",
@@ -111,11 +103,7 @@ impl Metrics {
             "Packets libpcap reports received since the capture began",
             m.received.clone(),
         );
-        registry.register(
-            "wsclose_packets",
-            "Packets analysed",
-            m.packets.clone(),
-        );
+        registry.register("wsclose_packets", "Packets analysed", m.packets.clone());
         registry.register(
             "wsclose_evicted_flows",
             "Connections dropped from a full flow table before they ended (--max-flows)",

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::analyzer::{Analyzer, Config, Connection, Notice, NoticeKind, RoleEvidence, Side};
@@ -76,6 +76,8 @@ struct Known {
     first_packet: Timestamp,
     /// Roles came from the handshake: no later packet changes them.
     settled: bool,
+    /// The tick in which the roles were last looked up.
+    checked_at: u64,
     close_counted: bool,
 }
 
@@ -147,6 +149,10 @@ pub struct Monitor<W: Write> {
     opts: MonitorOptions,
     precision: Precision,
     known: FxHashMap<u64, Known>,
+    /// Connections looked up and found not to be WebSocket since the last tick.
+    not_websocket: FxHashSet<u64>,
+    /// Ticks so far.
+    ticks: u64,
     ws_servers: HashSet<SocketAddr>,
     kept: VecDeque<Connection>,
     /// Connections reported and then dropped from `kept`, and their share of the summary.
@@ -183,6 +189,8 @@ impl<W: Write> Monitor<W> {
             opts,
             precision,
             known: FxHashMap::default(),
+            not_websocket: FxHashSet::default(),
+            ticks: 0,
             ws_servers: HashSet::new(),
             kept: VecDeque::new(),
             dropped: 0,
@@ -236,29 +244,40 @@ impl<W: Write> Monitor<W> {
         self.line(&text)
     }
 
-    /// The connection's roles, from the cache or the analyzer. `discover` allows looking up a
-    /// connection not yet known as WebSocket (a close frame, ping or pong found in it).
-    fn resolve(&mut self, id: u64, discover: bool) -> Option<Known> {
+    /// The connection's roles, from the cache or the analyzer; `None` when it is not a WebSocket
+    /// connection (nor an attempt to reach a WebSocket server). Looking a connection up scans the
+    /// flow table, so a connection found not to be WebSocket is not looked up again until the
+    /// next tick.
+    fn resolve(&mut self, id: u64) -> Option<Known> {
         let cached = self.known.get(&id).copied();
         if let Some(k) = cached
-            && k.settled
+            && (k.settled || k.checked_at == self.ticks)
         {
             return Some(k);
         }
-        if cached.is_none() && !discover {
+        if cached.is_none() && self.not_websocket.contains(&id) {
             return None;
         }
-        let conn = self.analyzer.connection(id)?;
-        if !conn.is_websocket() {
+        let Some(conn) = self.analyzer.connection(id) else {
+            self.not_websocket.insert(id);
             return None;
-        }
+        };
         let (client_side, evidence) = conn.roles();
+        let server = conn.endpoints[1 - client_side];
+        if !(conn.is_websocket() || conn.is_failed_attempt() && self.ws_servers.contains(&server)) {
+            self.not_websocket.insert(id);
+            return None;
+        }
         let k = Known {
             client: conn.endpoints[client_side],
-            server: conn.endpoints[1 - client_side],
+            server,
             client_side,
             first_packet: conn.first_packet,
-            settled: evidence == RoleEvidence::Handshake,
+            // Roles from the handshake or masking do not change; from a SYN they may still be
+            // overruled by a handshake, from ports by anything: look again next tick.
+            settled: matches!(evidence, RoleEvidence::Handshake | RoleEvidence::Masking)
+                || conn.is_failed_attempt(),
+            checked_at: self.ticks,
             close_counted: cached.is_some_and(|k| k.close_counted),
         };
         self.known.insert(id, k);
@@ -266,8 +285,7 @@ impl<W: Write> Monitor<W> {
     }
 
     fn on_notice(&mut self, n: Notice) -> io::Result<()> {
-        let discover = !matches!(n.kind, NoticeKind::Fin | NoticeKind::Rst);
-        let Some(k) = self.resolve(n.conn, discover) else {
+        let Some(k) = self.resolve(n.conn) else {
             return Ok(());
         };
         let by = k.role(n.side);
@@ -305,6 +323,9 @@ impl<W: Write> Monitor<W> {
             NoticeKind::Fin => self.event(&n, &k, "fin", None, None),
             NoticeKind::Rst => self.event(&n, &k, "rst", None, None),
             NoticeKind::Upgraded => {
+                if self.ws_servers.len() < MAX_WS_SERVERS {
+                    self.ws_servers.insert(k.server);
+                }
                 let (path, host) = self
                     .analyzer
                     .connection(n.conn)
@@ -393,15 +414,31 @@ impl<W: Write> Monitor<W> {
 
     /// Reports and drops the connections that are over at capture time `now`.
     pub fn tick(&mut self, now: Timestamp) -> io::Result<()> {
+        self.not_websocket.clear();
+        self.ticks += 1;
         let finished = self.analyzer.take_finished(now, self.opts.linger_s);
         if !finished.is_empty() {
             self.report_finished(finished)?;
         }
+        // Connections the analyzer dropped without handing them back (failed attempts past its
+        // cap) must not pile up here.
+        if self.known.len() > self.opts.max_flows.saturating_add(1024) {
+            let open: FxHashSet<u64> = self.analyzer.open_connections().map(|c| c.id).collect();
+            self.known.retain(|id, _| open.contains(id));
+        }
         if let Some(o) = &self.observer {
             o.open_connections(self.open_websockets());
-            o.progress(self.analyzer.stats.packets, self.analyzer.stats.evicted_flows);
+            o.progress(
+                self.analyzer.stats.packets,
+                self.analyzer.stats.evicted_flows,
+            );
         }
         Ok(())
+    }
+
+    /// Reports every connection whose TCP has ended, linger or not (the capture is stopping).
+    pub fn drain(&mut self) -> io::Result<()> {
+        self.tick(Timestamp(i64::MAX))
     }
 
     fn view<'a>(c: &'a Connection) -> View<'a> {
@@ -448,8 +485,7 @@ impl<W: Write> Monitor<W> {
             if self.shown(&v) {
                 let mut r = ConnectionReport::from_connection(&c, &tf);
                 r.diagnosis = diagnoses.remove(&c.id).unwrap_or_default();
-                let end = c.ending.map_or(c.last_packet, |e| e.at);
-                self.print_finished(&r, end)?;
+                self.print_finished(&r, c.last_packet)?;
                 if let Some(o) = &self.observer {
                     o.finished(r.outcome);
                     for d in &r.diagnosis {
@@ -582,7 +618,9 @@ pub fn close_facts(report: &Report) -> BTreeMap<u64, String> {
                 format!(
                     "{} {:?} {:?} {:?} {:?}",
                     c.outcome.as_str(),
-                    c.first_close.as_ref().map(|f| (f.by, &f.at, f.code, &f.reason)),
+                    c.first_close
+                        .as_ref()
+                        .map(|f| (f.by, &f.at, f.code, &f.reason)),
                     c.close_reply.as_ref().map(|f| (f.by, &f.at, f.code)),
                     c.first_fin.as_ref().map(|e| (e.by, &e.at)),
                     c.first_rst.as_ref().map(|e| (e.by, &e.at)),
@@ -639,6 +677,7 @@ mod tests {
             m.ingest(&p).unwrap();
             m.tick(ts).unwrap();
         }
+        m.drain().unwrap();
         let (report, out) = m.finish(&[], Vec::new());
         (report, out)
     }
@@ -673,17 +712,34 @@ mod tests {
                     })
                 };
                 if let Some(f) = &c.first_close {
-                    assert!(streamed("close", f.by, &f.at), "{}: close of #{}", path.display(), c.id);
+                    assert!(
+                        streamed("close", f.by, &f.at),
+                        "{}: close of #{}",
+                        path.display(),
+                        c.id
+                    );
                 }
                 if let Some(e) = &c.first_fin {
-                    assert!(streamed("fin", e.by, &e.at), "{}: fin of #{}", path.display(), c.id);
+                    assert!(
+                        streamed("fin", e.by, &e.at),
+                        "{}: fin of #{}",
+                        path.display(),
+                        c.id
+                    );
                 }
                 if let Some(e) = &c.first_rst {
-                    assert!(streamed("rst", e.by, &e.at), "{}: rst of #{}", path.display(), c.id);
+                    assert!(
+                        streamed("rst", e.by, &e.at),
+                        "{}: rst of #{}",
+                        path.display(),
+                        c.id
+                    );
                 }
                 if c.outcome != Outcome::Open {
                     assert!(
-                        lines.iter().any(|l| l["type"] == "connection" && l["id"] == c.id),
+                        lines
+                            .iter()
+                            .any(|l| l["type"] == "connection" && l["id"] == c.id),
                         "{}: connection #{}",
                         path.display(),
                         c.id
@@ -721,6 +777,47 @@ mod tests {
     }
 
     #[test]
+    fn memory_stays_flat_over_a_long_run() {
+        // The same capture replayed 300 times, ten seconds apart: 300 times its connections.
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/py-client-close.pcap");
+        let want = offline(&path);
+        let rounds = 300u64;
+        let opts = MonitorOptions {
+            keep: 20,
+            window: 8,
+            ..MonitorOptions::default()
+        };
+        let mut m = Monitor::new(opts, Precision::Micro, io::sink());
+        let mut peak_flows = 0;
+        for round in 0..rounds {
+            let shift = i64::try_from(round).unwrap() * 10_000_000_000;
+            let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+            while let Ok(Some(p)) = reader.next_packet() {
+                let p = Packet {
+                    ts: Timestamp(p.ts.0 + shift),
+                    ..p
+                };
+                // Ticks come from the clock in a live run: one falls between the rounds.
+                m.tick(p.ts).unwrap();
+                m.ingest(&p).unwrap();
+                peak_flows = peak_flows.max(m.analyzer.open_connections().count());
+                assert!(m.analyzer.take_notices().is_empty());
+            }
+            assert!(m.kept.len() <= 20);
+            assert!(m.known.len() <= want.connections.len());
+        }
+        assert!(peak_flows <= want.capture.tcp_connections as usize * 2);
+        m.drain().unwrap();
+        let (got, _) = m.finish(&[], Vec::new());
+        assert_eq!(got.connections.len(), 20);
+        assert_eq!(got.summary.connections, want.summary.connections * rounds);
+        assert_eq!(
+            got.summary.by_outcome.values().sum::<u64>(),
+            want.summary.connections * rounds
+        );
+    }
+
+    #[test]
     fn text_lines_escape_wire_strings() {
         let mut m = Monitor::new(MonitorOptions::default(), Precision::Micro, Vec::new());
         let n = Notice {
@@ -738,6 +835,7 @@ mod tests {
             client_side: 0,
             first_packet: Timestamp::from_parts(1_699_999_999, 0),
             settled: true,
+            checked_at: 0,
             close_counted: false,
         };
         let fields = CloseFields {

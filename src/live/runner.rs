@@ -117,12 +117,22 @@ fn check_args(args: &LiveArgs) -> Result<()> {
 /// `wsclose live`.
 pub fn run(args: &LiveArgs) -> Result<ExitCode> {
     check_args(args)?;
+    let Some(iface) = args.interface.as_deref() else {
+        bail!("-i IFACE is required (see `wsclose interfaces`)");
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
-        // With ctrlc's "termination" feature this catches SIGTERM and SIGHUP besides SIGINT.
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("cannot install the signal handler")?;
+        // With ctrlc's "termination" feature this catches SIGTERM and SIGHUP besides SIGINT. The
+        // first one ends the capture and prints the report; a second one gives up at once (what
+        // was printed and saved so far stays: lines are flushed as written, the save file every
+        // tick).
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })
+        .context("cannot install the signal handler")?;
     }
     let metrics = match args.metrics {
         Some(addr) => {
@@ -133,7 +143,7 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
         None => None,
     };
     let opts = LiveOptions {
-        interface: args.interface.clone(),
+        interface: iface.to_owned(),
         filter: args.filter.clone(),
         snaplen: args.snaplen,
         buffer_size: args.buffer_size,
@@ -149,7 +159,7 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
     let lt = cap.linktype();
     eprintln!(
         "wsclose: listening on {}, link-type {lt} {}, filter {:?}, snapshot length {} bytes{}",
-        terminal(&args.interface),
+        terminal(iface),
         linktype_name(lt),
         args.filter,
         args.snaplen,
@@ -173,8 +183,13 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
     }
 
     let started = Instant::now();
-    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
-    let stats_every = Duration::from_secs_f64(args.stats_interval.unwrap_or(DEFAULT_STATS_INTERVAL_S));
+    // Durations too long to represent never come.
+    let deadline = args
+        .duration
+        .and_then(|d| started.checked_add(Duration::try_from_secs_f64(d).ok()?));
+    let stats_every =
+        Duration::try_from_secs_f64(args.stats_interval.unwrap_or(DEFAULT_STATS_INTERVAL_S))
+            .unwrap_or(Duration::MAX);
     let mut last_tick = started;
     let mut last_stats = started;
     let mut last_packet_wall = started;
@@ -232,6 +247,10 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
             {
                 m.capture_stats(&s);
             }
+            // What was saved is readable even if the process is killed.
+            if let Err(e) = cap.flush() {
+                eprintln!("wsclose: {}", terminal(&e.to_string()));
+            }
         }
         if now_wall.duration_since(last_stats) >= stats_every {
             last_stats = now_wall;
@@ -243,6 +262,12 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
         }
     };
 
+    // Connections that ended within the linger are reported now rather than only in the table.
+    let stopped = match monitor.drain() {
+        Err(e) if is_broken_pipe(&e) => Stop::OutputClosed,
+        Err(e) => return Err(e).context("cannot write to stdout"),
+        Ok(()) => stopped,
+    };
     let mut warnings = Vec::new();
     if let Err(e) = cap.flush() {
         warnings.push(e.to_string());
@@ -272,7 +297,7 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
         stopped.describe(),
         started.elapsed().as_secs_f64()
     );
-    let files = [format!("live:{}", args.interface)];
+    let files = [format!("live:{iface}")];
     let (report, _) = monitor.finish(&files, warnings);
     debug_assert_eq!(report.capture.packets, packets);
     if stopped != Stop::OutputClosed {

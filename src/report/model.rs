@@ -357,6 +357,8 @@ pub struct CaptureReport {
     pub skipped: BTreeMap<String, u64>,
     pub snaplen_truncated: u64,
     pub evicted_flows: u64,
+    /// SYNs that got no answer and were never retransmitted (floods, scans): counted, not listed.
+    pub unanswered_syns: u64,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -699,6 +701,7 @@ pub fn build(
             skipped: st.skipped.iter().map(|(k, v)| (k.describe(), *v)).collect(),
             snaplen_truncated: st.truncated,
             evicted_flows: st.evicted_flows,
+            unanswered_syns: st.lone_syns,
             warnings,
             errors,
         },

@@ -198,8 +198,11 @@ impl TlsSession {
         let mut result = self.dirs[side].decryptor.as_mut().map(|d| d.decrypt(header, fragment, &mut plain));
         // TLS 1.3: a failure under handshake keys may mean the Finished was missed: try the
         // application keys before giving up.
-        if matches!(result, Some(Err(DecryptError::AuthFailed))) && self.dirs[side].phase == Some(Phase::Handshake) {
-            if let Some(mut app) = self.app_decryptor(side) {
+        if matches!(result, Some(Err(DecryptError::AuthFailed)))
+            && self.dirs[side].phase == Some(Phase::Handshake)
+            && let Some(mut app) = self.app_decryptor(side)
+        {
+            {
                 plain.clear();
                 let r = app.decrypt(header, fragment, &mut plain);
                 if r.is_ok() {
@@ -222,8 +225,11 @@ impl TlsSession {
                     }
                     HANDSHAKE => {
                         let finished = handshake_messages(&plain).0.iter().any(|(ty, _)| *ty == FINISHED);
-                        if finished && self.dirs[side].phase == Some(Phase::Handshake) {
-                            if let Some(app) = self.app_decryptor(side) {
+                        if finished
+                            && self.dirs[side].phase == Some(Phase::Handshake)
+                            && let Some(app) = self.app_decryptor(side)
+                        {
+                            {
                                 let d = &mut self.dirs[side];
                                 d.decryptor = Some(app);
                                 d.phase = Some(Phase::Application);

@@ -44,6 +44,8 @@ pub enum StreamEvent {
     Resync {
         skipped: u64,
     },
+    /// Something worth a note in the report.
+    Note(String),
 }
 
 #[derive(Debug)]
@@ -57,6 +59,9 @@ enum Mode {
     /// An upgrade request was sent; bytes after it wait for the answer. `resync`: the capture lost
     /// bytes since, so frames must be looked for rather than expected at the next byte.
     AwaitingAnswer { held: Vec<u8>, resync: bool },
+    /// Skipping the rest of an over-long HTTP head up to its blank line; `last` holds the bytes
+    /// before the current chunk, `upgrade` whether frames follow it.
+    SkipHead { last: [u8; 3], request: bool, upgrade: bool },
     Frames,
     /// Frame boundaries lost: look for a plausible header at the start of each new chunk.
     Resync {
@@ -185,6 +190,28 @@ impl StreamDecoder {
                     held.extend_from_slice(data.get(..room).unwrap_or_default());
                     data.len()
                 }
+                Mode::SkipHead { last, request, upgrade } => {
+                    let (last, request, upgrade) = (*last, *request, *upgrade);
+                    match find_head_end(last, data) {
+                        Some(end) => {
+                            self.mode = match (request, upgrade) {
+                                (true, true) => Mode::AwaitingAnswer { held: Vec::new(), resync: false },
+                                (false, true) => Mode::Frames,
+                                _ => Mode::Http { buf: Vec::new(), skip_body: 0 },
+                            };
+                            end
+                        }
+                        None => {
+                            let joined: Vec<u8> = last.iter().chain(data.iter()).copied().collect();
+                            let mut window = [0u8; 3];
+                            if let Some(tail) = joined.get(joined.len().saturating_sub(3)..) {
+                                window.copy_from_slice(tail);
+                            }
+                            self.mode = Mode::SkipHead { last: window, request, upgrade };
+                            data.len()
+                        }
+                    }
+                }
                 Mode::Frames => self.feed_frames(data, out),
                 Mode::Resync { skipped } => {
                     let skipped = *skipped;
@@ -275,6 +302,14 @@ impl StreamDecoder {
                 held.clear();
                 *resync = true;
             }
+            // The end of a skipped head may be in the gap: look for frames after it.
+            Mode::SkipHead { request, upgrade, .. } => {
+                self.mode = match (*request, *upgrade) {
+                    (true, true) => Mode::AwaitingAnswer { held: Vec::new(), resync: true },
+                    (false, true) => Mode::Resync { skipped: len },
+                    _ => Mode::Ignore,
+                };
+            }
             Mode::Start if !self.saw_start => {
                 self.heuristic = true;
                 self.mode = Mode::Resync { skipped: len };
@@ -340,10 +375,30 @@ impl StreamDecoder {
                     );
                 }
                 if buf.len() >= MAX_HTTP_HEAD {
-                    self.mode = Mode::Ignore;
-                    out.push(StreamEvent::NotWebSocket(format!(
-                        "HTTP head longer than {MAX_HTTP_HEAD} bytes"
-                    )));
+                    // Read what fits (the start line and the first headers), then skip to the end
+                    // of the head without keeping it: the connection goes on being decoded.
+                    let head = handshake::parse_truncated(buf);
+                    let note = format!("HTTP head longer than {MAX_HTTP_HEAD} bytes: only its start was read");
+                    match head {
+                        Some((Some(req), _)) => {
+                            self.expect_mask = Some(true);
+                            let upgrade = req.wants_websocket();
+                            self.mode = Mode::SkipHead { last: [0; 3], request: true, upgrade };
+                            out.push(StreamEvent::Request(Box::new(req)));
+                            out.push(StreamEvent::Note(note));
+                        }
+                        Some((_, Some(resp))) => {
+                            self.expect_mask = Some(false);
+                            let upgrade = resp.accepts_websocket();
+                            self.mode = Mode::SkipHead { last: [0; 3], request: false, upgrade };
+                            out.push(StreamEvent::Response(Box::new(resp)));
+                            out.push(StreamEvent::Note(note));
+                        }
+                        _ => {
+                            self.mode = Mode::Ignore;
+                            out.push(StreamEvent::NotWebSocket(note));
+                        }
+                    }
                 }
                 data.len()
             }
@@ -541,6 +596,15 @@ impl StreamDecoder {
     }
 }
 
+/// Where the blank line ending an HTTP head ends in `data`, given the 3 bytes before it.
+fn find_head_end(last: [u8; 3], data: &[u8]) -> Option<usize> {
+    let joined: Vec<u8> = last.iter().chain(data.iter().take(3)).copied().collect();
+    if let Some(p) = joined.windows(4).position(|w| w == b"\r\n\r\n") {
+        return Some(p + 1);
+    }
+    data.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
 enum Head {
     Request(Box<UpgradeRequest>),
     Response(Box<UpgradeResponse>),
@@ -681,8 +745,30 @@ mod tests {
         for _ in 0..100 {
             d.feed(&[b'a'; 1024], &mut out);
         }
-        assert!(d.is_ignoring());
-        assert!(matches!(out.as_slice(), [StreamEvent::NotWebSocket(m)] if m.contains("longer")));
+        // Only the first 64 KiB were kept and parsed; the rest is skipped without being held.
+        assert!(matches!(d.mode, Mode::SkipHead { request: true, .. }));
+        assert!(matches!(out.as_slice(), [StreamEvent::Request(r), StreamEvent::Note(m)] if r.truncated && m.contains("longer")));
+    }
+
+    #[test]
+    fn an_over_long_head_is_skipped_to_its_end_and_frames_follow() {
+        let mut head = b"GET /big HTTP/1.1\r\nUpgrade: websocket\r\nX-Big: ".to_vec();
+        head.extend(std::iter::repeat_n(b'b', 70 * 1024));
+        head.extend_from_slice(b"\r\n\r\n");
+        head.extend(masked(8, b"\x03\xe8"));
+        // Every split of the blank line across two chunks.
+        for cut in head.len() - 12..head.len() - 6 {
+            let mut d = StreamDecoder::new(true);
+            let mut out = Vec::new();
+            for chunk in head[..cut].chunks(1000) {
+                d.feed(chunk, &mut out);
+            }
+            d.feed(&head[cut..], &mut out);
+            d.upgrade_answered(true, 0, &mut out);
+            assert!(matches!(out.first(), Some(StreamEvent::Request(r)) if r.path == "/big" && r.truncated));
+            assert!(out.iter().any(|e| matches!(e, StreamEvent::Note(_))));
+            assert_eq!(frames(&out), vec![(Opcode::Close, 2, b"\x03\xe8".to_vec())], "cut {cut}");
+        }
     }
 
     #[test]
