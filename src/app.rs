@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
+use std::sync::Arc;
+
 use crate::analyzer::{Analyzer, Config};
+use crate::tls::KeyLog;
 use crate::capture::MergedReader;
 use crate::cli::{Cli, Command, Filters, Input};
 use crate::report::model::{self, ConnectionReport, Outcome, Report};
@@ -88,9 +91,29 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
         }
     }
     let mut reader = MergedReader::open(&input.files).context("cannot read the capture")?;
+    let mut warnings_before = Vec::new();
+    let keylog = match &input.keylog {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the key log {}", path.display()))?;
+            let keys = KeyLog::parse(&text);
+            if keys.is_empty() {
+                warnings_before.push(format!("{}: no usable TLS secrets in the key log", path.display()));
+            } else if keys.malformed_lines() > 0 {
+                warnings_before.push(format!(
+                    "{}: {} malformed line(s) ignored",
+                    path.display(),
+                    keys.malformed_lines()
+                ));
+            }
+            Some(Arc::new(keys))
+        }
+        None => None,
+    };
     let mut analyzer = Analyzer::new(Config {
         keep_non_websocket: filters.all,
         record_events: events,
+        keylog,
         ..Config::default()
     });
     let mut errors = Vec::new();
@@ -104,7 +127,8 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
             }
         }
     }
-    let mut warnings: Vec<String> = reader.warnings().map(str::to_owned).collect();
+    let mut warnings: Vec<String> = warnings_before;
+    warnings.extend(reader.warnings().map(str::to_owned));
     let backwards = reader.stats().time_backwards;
     if backwards > 0 {
         warnings.push(format!(

@@ -40,6 +40,10 @@ pub struct Input {
     /// Capture files, merged in time order (tcpdump -C/-G rotations); `-` for stdin.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// TLS key log (NSS format: SSLKEYLOGFILE, Node's --tls-keylog, Python's keylog_filename) to
+    /// decrypt wss:// connections. Keys in pcapng Decryption Secrets Blocks are used without it.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
