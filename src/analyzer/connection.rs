@@ -149,6 +149,8 @@ pub struct DirFacts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndKind {
     CloseFrame,
+    /// A TLS close_notify (or, without keys, an encrypted alert).
+    TlsClose,
     Fin,
     Rst,
 }
@@ -181,6 +183,8 @@ struct Live {
     tls: Option<Box<TlsSession>>,
     tls_events: Vec<TlsEvent>,
     keys: Option<Arc<KeyLog>>,
+    /// TLS 1.3 without keys: the latest alert-sized record per side, with the activity before it.
+    maybe_close_notify: [Option<(Timestamp, [Option<Timestamp>; 2])>; 2],
 }
 
 /// What a connection needs to start decoding.
@@ -209,6 +213,7 @@ impl Seed {
             tls: None,
             tls_events: Vec::new(),
             keys: self.keys.clone(),
+            maybe_close_notify: [None; 2],
         });
         for (r, isn) in live.reassembly.iter_mut().zip(self.isn) {
             if let Some(isn) = isn {
@@ -402,6 +407,7 @@ impl Connection {
         }
         if seg.flags.rst && self.dirs[side].first_rst.is_none() {
             self.record(ts, side, EventKind::Rst);
+            self.tls_close_before(side);
             self.begin_ending(side, ts, EndKind::Rst);
         }
         // Any packet from this side, even a duplicate ACK, proves it is still reachable: only
@@ -487,7 +493,8 @@ impl Connection {
                 d.first_fin = Some(ts);
                 d.first_fin_order = order;
                 self.record(ts, side, EventKind::Fin);
-                self.begin_ending(side, ts, EndKind::Fin);
+                self.tls_close_before(side);
+            self.begin_ending(side, ts, EndKind::Fin);
             }
         }
         if self.tcp_ended() {
@@ -517,6 +524,21 @@ impl Connection {
         }
         if let Some(log) = &mut self.log {
             log.push(Event { at, side, kind });
+        }
+    }
+
+    /// A FIN or RST from `side`: if its last TLS 1.3 record (without keys) was alert-sized and
+    /// nothing new came from it since, that record was its close_notify, and the ending began there.
+    fn tls_close_before(&mut self, side: Side) {
+        let Some(live) = &self.live else { return };
+        if let Some((at, before)) = live.maybe_close_notify[side]
+            && self.dirs[side].last_activity == Some(at)
+            && self.ending.is_none()
+        {
+            if let Some(facts) = &mut self.tls {
+                facts.alerts.push((side, at, None));
+            }
+            self.ending = Some(Ending { side, at, kind: EndKind::TlsClose, last_activity_before: before });
         }
     }
 
@@ -620,14 +642,22 @@ impl Connection {
                 TlsEvent::Alert { level, description } => {
                     facts.alerts.push((side, ts, Some((level, description))));
                     self.record(ts, side, EventKind::TlsAlert { alert: Some((level, description)) });
+                    // close_notify, or a fatal alert: this side is closing TLS.
+                    if description == 0 || level == 2 {
+                        self.begin_ending(side, ts, EndKind::TlsClose);
+                    }
                 }
                 TlsEvent::EncryptedAlert => {
                     facts.alerts.push((side, ts, None));
                     self.record(ts, side, EventKind::TlsAlert { alert: None });
+                    self.begin_ending(side, ts, EndKind::TlsClose);
                 }
                 TlsEvent::Plaintext(data) => {
                     facts.decrypted = true;
                     live.decoders[side].feed(&data, &mut live.events);
+                }
+                TlsEvent::MaybeCloseNotify => {
+                    live.maybe_close_notify[side] = Some((ts, self.activity_before));
                 }
                 TlsEvent::Decrypting => {}
                 TlsEvent::DecryptionFailed(why) => {

@@ -21,6 +21,7 @@ pub mod live;
 pub mod merge;
 
 pub use file::{CaptureError, FileReader};
+pub use file::{CaptureErrorKind, CaptureFormat, ReaderStats};
 pub use merge::MergedReader;
 
 /// A capture timestamp: nanoseconds since the Unix epoch (UTC).

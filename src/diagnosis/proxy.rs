@@ -33,6 +33,7 @@ fn how(e: &Ending, v: &View<'_>) -> String {
                 code.map_or("no code".to_owned(), |c| c.to_string())
             )
         }
+        EndKind::TlsClose => "a TLS close_notify".to_owned(),
         EndKind::Fin => "a FIN".to_owned(),
         EndKind::Rst => "a RST".to_owned(),
     }

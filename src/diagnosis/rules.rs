@@ -63,6 +63,7 @@ fn idle_of(v: &View<'_>) -> Option<Idle> {
 fn kind_word(kind: EndKind) -> &'static str {
     match kind {
         EndKind::CloseFrame => "a close frame",
+        EndKind::TlsClose => "a TLS close_notify",
         EndKind::Fin => "a FIN",
         EndKind::Rst => "a RST",
     }

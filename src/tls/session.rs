@@ -18,6 +18,8 @@ const MAX_HANDSHAKE_BUF: usize = 64 * 1024;
 /// Failed decryptions after which a direction gives up (wrong keys, not a glitch).
 const MAX_FAILURES: u32 = 4;
 const TLS13: u16 = 0x0304;
+/// An encrypted TLS 1.3 alert record: 2 bytes of alert, 1 of inner content type, a 16-byte AEAD tag.
+const TLS13_ALERT_RECORD: usize = 2 + 1 + 16;
 /// Handshake message type of Finished (RFC 8446 §4).
 const FINISHED: u8 = 20;
 
@@ -33,6 +35,9 @@ pub enum TlsEvent {
     /// An alert record that could not be read (TLS 1.2 after ChangeCipherSpec, no keys): most
     /// likely close_notify when it comes at the end.
     EncryptedAlert,
+    /// TLS 1.3 without keys: a record of exactly the size of an encrypted alert (2 bytes, the inner
+    /// type, a 16-byte tag). A close_notify if it is the last thing its sender says before its FIN.
+    MaybeCloseNotify,
     /// Decrypted application data for the WebSocket decoder.
     Plaintext(Vec<u8>),
     /// Decryption started for a direction, or why it cannot.
@@ -191,6 +196,8 @@ impl TlsSession {
         if self.dirs[side].decryptor.is_none() || self.dirs[side].gave_up {
             if header[0] == ALERT {
                 out.push(TlsEvent::EncryptedAlert);
+            } else if self.is_tls13() && fragment.len() == TLS13_ALERT_RECORD {
+                out.push(TlsEvent::MaybeCloseNotify);
             }
             return;
         }
