@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 
 use crate::analyzer::{Analyzer, Config};
-use crate::tls::KeyLog;
 use crate::capture::MergedReader;
 use crate::cli::{Cli, Command, Filters, Input};
 use crate::report::model::{self, ConnectionReport, Outcome, Report};
 use crate::report::time::TimeFormat;
 use crate::report::{self as printers, Format};
+use crate::tls::KeyLog;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -98,7 +98,10 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
                 .with_context(|| format!("cannot read the key log {}", path.display()))?;
             let keys = KeyLog::parse(&text);
             if keys.is_empty() {
-                warnings_before.push(format!("{}: no usable TLS secrets in the key log", path.display()));
+                warnings_before.push(format!(
+                    "{}: no usable TLS secrets in the key log",
+                    path.display()
+                ));
             } else if keys.malformed_lines() > 0 {
                 warnings_before.push(format!(
                     "{}: {} malformed line(s) ignored",
@@ -118,6 +121,12 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
     });
     let mut errors = Vec::new();
     loop {
+        // Keys from pcapng Decryption Secrets Blocks, before the packets that follow them.
+        if reader.has_secrets() {
+            for text in reader.take_secrets() {
+                analyzer.add_secrets(&text);
+            }
+        }
         match reader.next_packet() {
             Ok(Some(packet)) => analyzer.ingest(&packet),
             Ok(None) => break,

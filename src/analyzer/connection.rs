@@ -198,7 +198,9 @@ struct Seed {
 
 impl std::fmt::Debug for Seed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Seed").field("isn", &self.isn).finish_non_exhaustive()
+        f.debug_struct("Seed")
+            .field("isn", &self.isn)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,7 +208,10 @@ impl Seed {
     fn build(&self) -> Box<Live> {
         let mut live = Box::new(Live {
             reassembly: [Reassembler::new(self.limits), Reassembler::new(self.limits)],
-            decoders: [StreamDecoder::new(self.saw_start), StreamDecoder::new(self.saw_start)],
+            decoders: [
+                StreamDecoder::new(self.saw_start),
+                StreamDecoder::new(self.saw_start),
+            ],
             events: Vec::new(),
             pending_pings: VecDeque::new(),
             over_tls: [None; 2],
@@ -227,7 +232,9 @@ impl Seed {
 impl std::fmt::Debug for Live {
     // Decoder state is noise in a debug print, and the key log must never be printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Live").field("over_tls", &self.over_tls).finish_non_exhaustive()
+        f.debug_struct("Live")
+            .field("over_tls", &self.over_tls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -343,7 +350,12 @@ impl Connection {
             frame_seq: 0,
             packet_seq: 0,
             live: None,
-            seed: Some(Box::new(Seed { limits, saw_start, keys, isn: [None; 2] })),
+            seed: Some(Box::new(Seed {
+                limits,
+                saw_start,
+                keys,
+                isn: [None; 2],
+            })),
         }
     }
 
@@ -494,7 +506,7 @@ impl Connection {
                 d.first_fin_order = order;
                 self.record(ts, side, EventKind::Fin);
                 self.tls_close_before(side);
-            self.begin_ending(side, ts, EndKind::Fin);
+                self.begin_ending(side, ts, EndKind::Fin);
             }
         }
         if self.tcp_ended() {
@@ -511,7 +523,10 @@ impl Connection {
         if let Some(notices) = &mut self.notices {
             let notice = match &kind {
                 EventKind::Response { status: 101 } => Some(NoticeKind::Upgraded),
-                EventKind::Close { code, reason } => Some(NoticeKind::CloseFrame { code: *code, reason: reason.clone() }),
+                EventKind::Close { code, reason } => Some(NoticeKind::CloseFrame {
+                    code: *code,
+                    reason: reason.clone(),
+                }),
                 EventKind::Fin => Some(NoticeKind::Fin),
                 EventKind::Rst => Some(NoticeKind::Rst),
                 EventKind::Ping { .. } => Some(NoticeKind::Ping),
@@ -519,7 +534,12 @@ impl Connection {
                 _ => None,
             };
             if let Some(kind) = notice {
-                notices.push(Notice { conn: self.id, at, side, kind });
+                notices.push(Notice {
+                    conn: self.id,
+                    at,
+                    side,
+                    kind,
+                });
             }
         }
         if let Some(log) = &mut self.log {
@@ -538,7 +558,12 @@ impl Connection {
             if let Some(facts) = &mut self.tls {
                 facts.alerts.push((side, at, None));
             }
-            self.ending = Some(Ending { side, at, kind: EndKind::TlsClose, last_activity_before: before });
+            self.ending = Some(Ending {
+                side,
+                at,
+                kind: EndKind::TlsClose,
+                last_activity_before: before,
+            });
         }
     }
 
@@ -599,7 +624,10 @@ impl Connection {
                 }
                 over_tls[side] = Some(is_tls);
             }
-            match (chunk, tls.as_deref_mut().filter(|_| over_tls[side] == Some(true))) {
+            match (
+                chunk,
+                tls.as_deref_mut().filter(|_| over_tls[side] == Some(true)),
+            ) {
                 (Chunk::Data(bytes), Some(session)) => session.feed(side, bytes, tls_events),
                 (Chunk::Gap(_), Some(session)) => session.gap(side, tls_events),
                 (Chunk::Data(bytes), None) => decoder.feed(bytes, events),
@@ -641,7 +669,13 @@ impl Connection {
                 }
                 TlsEvent::Alert { level, description } => {
                     facts.alerts.push((side, ts, Some((level, description))));
-                    self.record(ts, side, EventKind::TlsAlert { alert: Some((level, description)) });
+                    self.record(
+                        ts,
+                        side,
+                        EventKind::TlsAlert {
+                            alert: Some((level, description)),
+                        },
+                    );
                     // close_notify, or a fatal alert: this side is closing TLS.
                     if description == 0 || level == 2 {
                         self.begin_ending(side, ts, EndKind::TlsClose);
@@ -906,6 +940,13 @@ impl Connection {
     }
 
     /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
+    /// Newer TLS secrets, for a connection that has not started decoding.
+    pub fn use_keys(&mut self, keys: &Arc<KeyLog>) {
+        if let Some(seed) = &mut self.seed {
+            seed.keys = Some(keys.clone());
+        }
+    }
+
     /// Decoding has started (some payload was seen) and not ended.
     pub fn is_decoding(&self) -> bool {
         self.live.is_some()

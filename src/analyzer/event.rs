@@ -37,7 +37,9 @@ pub enum EventKind {
         bytes: u64,
     },
     /// A TLS alert: `(level, description)`, or `None` when it was encrypted.
-    TlsAlert { alert: Option<(u8, u8)> },
+    TlsAlert {
+        alert: Option<(u8, u8)>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

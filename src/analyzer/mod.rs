@@ -185,8 +185,11 @@ impl Analyzer {
     fn evict_idle(&mut self) {
         // Half-open flows (no payload yet: SYN floods, scans) go first, oldest first; then the least
         // recently active of the rest.
-        let mut by_age: Vec<(bool, Timestamp, FlowKey)> =
-            self.flows.iter().map(|(k, c)| (c.is_decoding(), c.last_packet, *k)).collect();
+        let mut by_age: Vec<(bool, Timestamp, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, c)| (c.is_decoding(), c.last_packet, *k))
+            .collect();
         let n = (by_age.len() / 10).max(1);
         by_age.select_nth_unstable(n - 1);
         for (_, _, key) in by_age.into_iter().take(n) {
@@ -205,7 +208,8 @@ impl Analyzer {
         // report shows those aimed at a WebSocket server. A lone SYN that nobody answered and
         // nobody retransmitted is flood or scan noise: only counted.
         let failed = conn.is_failed_attempt();
-        let evidence = failed && (conn.dirs.iter().any(|d| d.first_rst.is_some()) || conn.syn_count() > 1);
+        let evidence =
+            failed && (conn.dirs.iter().any(|d| d.first_rst.is_some()) || conn.syn_count() > 1);
         if failed && !evidence {
             self.stats.lone_syns += 1;
         }
@@ -213,6 +217,18 @@ impl Analyzer {
         if self.config.keep_non_websocket || conn.is_websocket() || attempt {
             self.attempts_kept += u64::from(attempt);
             self.done.push(*conn);
+        }
+    }
+
+    /// More TLS secrets (e.g. from a pcapng Decryption Secrets Block): connections that have not
+    /// started decoding yet get them too.
+    pub fn add_secrets(&mut self, text: &str) {
+        let mut keys = self.config.keylog.as_deref().cloned().unwrap_or_default();
+        keys.extend_from_text(text);
+        let keys = Arc::new(keys);
+        self.config.keylog = Some(keys.clone());
+        for conn in self.flows.values_mut() {
+            conn.use_keys(&keys);
         }
     }
 

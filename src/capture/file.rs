@@ -74,7 +74,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::{
-    InterfaceDescriptionBlock, OptionCode, parse_interfacedescriptionblock_be,
+    InterfaceDescriptionBlock, OptionCode, parse_decryptionsecretsblock_be,
+    parse_decryptionsecretsblock_le, parse_interfacedescriptionblock_be,
     parse_interfacedescriptionblock_le, parse_sectionheaderblock, parse_simplepacketblock_be,
     parse_simplepacketblock_le,
 };
@@ -122,6 +123,12 @@ const BLOCK_IDB: u32 = IDB_MAGIC;
 const BLOCK_PB: u32 = 2;
 const BLOCK_SPB: u32 = SPB_MAGIC;
 const BLOCK_EPB: u32 = EPB_MAGIC;
+/// Decryption Secrets Block (what `editcap --inject-secrets` writes).
+const BLOCK_DSB: u32 = 0x0000_000A;
+/// Its secrets type for a TLS key log in the NSS format ("TLSK").
+const SECRETS_TLS_KEY_LOG: u32 = 0x544c_534b;
+/// Key log text kept from Decryption Secrets Blocks, at most.
+const MAX_SECRETS: usize = 16 << 20;
 const OPT_ENDOFOPT: u16 = OptionCode::EndOfOpt.0;
 const OPT_IF_TSRESOL: u16 = OptionCode::IfTsresol.0;
 const OPT_IF_TSOFFSET: u16 = OptionCode::IfTsoffset.0;
@@ -603,6 +610,9 @@ struct NgState {
     interfaces: Vec<Interface>,
     /// Unknown interface ids already warned about in this section.
     warned: Vec<u32>,
+    /// TLS key log text from Decryption Secrets Blocks, not yet taken by the caller.
+    secrets: Vec<String>,
+    secrets_bytes: usize,
 }
 
 enum Format {
@@ -865,6 +875,30 @@ fn next_ng_block(
             ng.be = be;
             ng.interfaces.clear();
             ng.warned.clear();
+            Ok(Step::Skip(blen))
+        }
+        BLOCK_DSB => {
+            let parsed = if be {
+                parse_decryptionsecretsblock_be(block)
+            } else {
+                parse_decryptionsecretsblock_le(block)
+            };
+            match parsed {
+                Ok((_, dsb)) if dsb.secrets_type.0 == SECRETS_TLS_KEY_LOG => {
+                    if ng.secrets_bytes + dsb.data.len() <= MAX_SECRETS {
+                        ng.secrets_bytes += dsb.data.len();
+                        ng.secrets
+                            .push(String::from_utf8_lossy(dsb.data).into_owned());
+                    } else {
+                        s.warn(format!(
+                            "more than {} MiB of TLS secrets; ignoring the rest",
+                            MAX_SECRETS >> 20
+                        ));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => s.warn(rejected("decryption secrets block", &e)),
+            }
             Ok(Step::Skip(blen))
         }
         BLOCK_IDB => {
@@ -1221,6 +1255,8 @@ impl FileReader {
                     be: false,
                     interfaces: Vec::new(),
                     warned: Vec::new(),
+                    secrets: Vec::new(),
+                    secrets_bytes: 0,
                 })
             }
             _ => {
@@ -1369,6 +1405,19 @@ impl FileReader {
     /// starting with the path and offset.
     pub fn warnings(&self) -> &[String] {
         &self.stream.warnings
+    }
+
+    /// TLS key log text found in pcapng Decryption Secrets Blocks since the last call.
+    pub fn take_secrets(&mut self) -> Vec<String> {
+        match &mut self.format {
+            Format::PcapNg(ng) => std::mem::take(&mut ng.secrets),
+            Format::Pcap(_) => Vec::new(),
+        }
+    }
+
+    /// Whether [`FileReader::take_secrets`] has something.
+    pub fn has_secrets(&self) -> bool {
+        matches!(&self.format, Format::PcapNg(ng) if !ng.secrets.is_empty())
     }
 
     /// Removes and returns the warnings collected so far.

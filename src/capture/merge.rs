@@ -100,6 +100,19 @@ impl MergedReader {
             .flat_map(|f| f.warnings().iter().map(String::as_str))
     }
 
+    /// TLS key log text from pcapng Decryption Secrets Blocks read since the last call.
+    pub fn take_secrets(&mut self) -> Vec<String> {
+        self.files
+            .iter_mut()
+            .flat_map(|f| f.take_secrets())
+            .collect()
+    }
+
+    /// Whether [`MergedReader::take_secrets`] has something (cheap: called per packet).
+    pub fn has_secrets(&self) -> bool {
+        self.files.iter().any(|f| f.has_secrets())
+    }
+
     /// Removes and returns the warnings of all files collected so far.
     pub fn take_warnings(&mut self) -> Vec<String> {
         self.files

@@ -174,10 +174,14 @@ fn ended_at(v: &View<'_>) -> Option<Timestamp> {
 /// Client addresses that held two connections to the same server at once: several clients behind
 /// one address (loopback, NAT), whose reconnects cannot be told apart into per-client chains.
 fn shared_addresses(views: &[View<'_>]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
-    let mut spans: BTreeMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> = BTreeMap::new();
+    let mut spans: BTreeMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> =
+        BTreeMap::new();
     for v in views {
         let end = ended_at(v).unwrap_or(v.conn.last_packet);
-        spans.entry((client_ip(v), server_of(v))).or_default().push((v.conn.first_packet, end));
+        spans
+            .entry((client_ip(v), server_of(v)))
+            .or_default()
+            .push((v.conn.first_packet, end));
     }
     spans
         .into_iter()

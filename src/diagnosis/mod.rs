@@ -186,7 +186,13 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     pub fn new(conn: &'a Connection, outcome: crate::report::Outcome) -> Self {
         let (client, _) = conn.roles();
-        View { conn, client, server: 1 - client, outcome, proxy: None }
+        View {
+            conn,
+            client,
+            server: 1 - client,
+            outcome,
+            proxy: None,
+        }
     }
 
     /// How a summary names a side: "client", "server", or "proxy" on a proxied leg.

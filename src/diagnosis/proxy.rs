@@ -56,7 +56,10 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
         let proxy_ip = front.conn.endpoints[front.server].ip();
         let mut best: Option<(usize, &'static str)> = None;
         for (ui, up) in views.iter().enumerate() {
-            if ui == fi || used.contains(&ui) || up.conn.endpoints[up.server] == front.conn.endpoints[front.server] {
+            if ui == fi
+                || used.contains(&ui)
+                || up.conn.endpoints[up.server] == front.conn.endpoints[front.server]
+            {
                 continue;
             }
             let Some((t_up, req_up)) = request_of(up) else {
@@ -70,7 +73,10 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
                 best = Some((ui, "same Sec-WebSocket-Key"));
                 break;
             }
-            if best.is_none() && req_front.path == req_up.path && up.conn.endpoints[up.client].ip() == proxy_ip {
+            if best.is_none()
+                && req_front.path == req_up.path
+                && up.conn.endpoints[up.client].ip() == proxy_ip
+            {
                 best = Some((ui, "same path within a second"));
             }
         }

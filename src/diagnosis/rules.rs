@@ -255,7 +255,10 @@ pub fn per_connection(
     // A side that ends the connection after its own pings went unanswered is its heartbeat at work:
     // that is reported as `unanswered-ping`, not as an idle timeout.
     let heartbeat_gave_up = idle.is_some_and(|i| {
-        c.unanswered_pings[i.side] > 0 && c.dirs[i.side].first_unanswered_ping.is_some_and(|t| t <= i.at)
+        c.unanswered_pings[i.side] > 0
+            && c.dirs[i.side]
+                .first_unanswered_ping
+                .is_some_and(|t| t <= i.at)
     });
     if let Some(idle) = idle
         && !clean_normal
@@ -264,7 +267,12 @@ pub fn per_connection(
         let defaults = matching_defaults(idle.idle_s);
         let round = is_round(idle.idle_s);
         let clustered = cluster.is_some_and(|(n, _)| *n >= 2);
-        if round || !defaults.is_empty() || clustered {
+        // Intermediaries and servers run idle timers; a client that aborts after a few round
+        // seconds is more often its own choice than a timeout, so a client needs more than a round
+        // number: a well-known default, or a cluster.
+        let by_client = idle.side == v.client && v.proxy != Some(idle.side);
+        let round_counts = round && (!by_client || idle.idle_s >= 10.0);
+        if round_counts || !defaults.is_empty() || clustered {
             let scope = match idle.silent_side {
                 None => "no traffic in either direction".to_owned(),
                 Some(s) => format!(

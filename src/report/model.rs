@@ -391,7 +391,11 @@ pub fn outcome_of(c: &Connection) -> Outcome {
         return Outcome::HandshakeFailed;
     }
     if c.tls.as_ref().is_some_and(|t| !t.decrypted) && c.handshake.request.is_none() {
-        return if c.tcp_closing() { Outcome::Encrypted } else { Outcome::Open };
+        return if c.tcp_closing() {
+            Outcome::Encrypted
+        } else {
+            Outcome::Open
+        };
     }
     match c.closes() {
         (Some(_), Some(_)) => Outcome::Clean,
@@ -452,11 +456,12 @@ impl ConnectionReport {
             server_software: resp.and_then(|r| r.server.clone()),
             accept_valid: c.accept_valid(),
             missing_upgrade_headers: req.is_some_and(|r| {
-                !r.truncated && (!r.wants_websocket()
-                    || !r
-                        .connection
-                        .as_deref()
-                        .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")))
+                !r.truncated
+                    && (!r.wants_websocket()
+                        || !r
+                            .connection
+                            .as_deref()
+                            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")))
             }),
             attempts: c.handshake.attempts,
         };
@@ -550,7 +555,9 @@ impl ConnectionReport {
                 decryption: if t.decrypted {
                     "decrypted".to_owned()
                 } else {
-                    t.decryption_note.clone().unwrap_or_else(|| "no key log given".to_owned())
+                    t.decryption_note
+                        .clone()
+                        .unwrap_or_else(|| "no key log given".to_owned())
                 },
                 websocket_frames_visible: t.decrypted,
                 alerts: t
@@ -559,11 +566,21 @@ impl ConnectionReport {
                     .map(|(s, at_, a)| TlsAlert {
                         by: role(*s),
                         at: at(*at_),
-                        level: a.map(|(l, _)| if l == 2 { "fatal".to_owned() } else { "warning".to_owned() }),
+                        level: a.map(|(l, _)| {
+                            if l == 2 {
+                                "fatal".to_owned()
+                            } else {
+                                "warning".to_owned()
+                            }
+                        }),
                         description: a.map(|(_, d)| crate::tls::record::alert_name(d)),
                     })
                     .collect(),
-                close_notify: t.close_notify().map(|(s, t, _)| TcpEvent { by: role(s), at: at(t), rel: rel(t) }),
+                close_notify: t.close_notify().map(|(s, t, _)| TcpEvent {
+                    by: role(s),
+                    at: at(t),
+                    rel: rel(t),
+                }),
             }),
             diagnosis: Vec::new(),
             timeline: timeline_of(c, client, tf),

@@ -141,10 +141,18 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     if cap.evicted_flows > 0 {
-        writeln!(out, "flow table: {} connection(s) evicted before they ended (table full)", cap.evicted_flows)?;
+        writeln!(
+            out,
+            "flow table: {} connection(s) evicted before they ended (table full)",
+            cap.evicted_flows
+        )?;
     }
     if cap.unanswered_syns > 0 {
-        writeln!(out, "{} lone SYN(s) got no answer and were never retried (flood or scan): not listed", cap.unanswered_syns)?;
+        writeln!(
+            out,
+            "{} lone SYN(s) got no answer and were never retried (flood or scan): not listed",
+            cap.unanswered_syns
+        )?;
     }
     for w in &cap.warnings {
         writeln!(out, "warning: {}", terminal(w))?;

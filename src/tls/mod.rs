@@ -3,7 +3,10 @@
 
 // Bytes here come from the network: no panicking shortcuts outside tests. Indexing is only by a
 // side (0 or 1) into two-element arrays, or by constants into fixed-size headers.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod crypto;
 pub mod keylog;

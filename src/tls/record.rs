@@ -84,13 +84,19 @@ enum Split<'a> {
 }
 
 fn split_record(data: &[u8]) -> Split<'_> {
-    let Some(&[ty, major, minor, hi, lo]) = data.get(..5) else { return Split::Partial };
+    let Some(&[ty, major, minor, hi, lo]) = data.get(..5) else {
+        return Split::Partial;
+    };
     let len = usize::from(u16::from_be_bytes([hi, lo]));
     if !(CHANGE_CIPHER_SPEC..=24).contains(&ty) || major != 3 || len > MAX_FRAGMENT {
         return Split::Broken;
     }
     match data.get(5..5 + len) {
-        Some(fragment) => Split::Whole([ty, major, minor, hi, lo], fragment, data.get(5 + len..).unwrap_or_default()),
+        Some(fragment) => Split::Whole(
+            [ty, major, minor, hi, lo],
+            fragment,
+            data.get(5 + len..).unwrap_or_default(),
+        ),
         None => Split::Partial,
     }
 }
@@ -122,7 +128,9 @@ pub fn handshake_messages(buf: &[u8]) -> (Vec<(u8, &[u8])>, usize) {
     let mut at = 0;
     while let Some(&[ty, a, b, c]) = buf.get(at..at + 4) {
         let len = (usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c);
-        let Some(body) = buf.get(at + 4..at + 4 + len) else { break };
+        let Some(body) = buf.get(at + 4..at + 4 + len) else {
+            break;
+        };
         out.push((ty, body));
         at += 4 + len;
     }
@@ -139,21 +147,35 @@ fn random_of(bytes: &[u8]) -> [u8; 32] {
 
 pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
     let (_, ch) = tls_parser::parse_tls_handshake_client_hello(body).ok()?;
-    let mut hello = ClientHello { random: random_of(ch.random), max_version: ch.version.0, ..Default::default() };
+    let mut hello = ClientHello {
+        random: random_of(ch.random),
+        max_version: ch.version.0,
+        ..Default::default()
+    };
     if let Some(ext) = ch.ext
         && let Ok((_, exts)) = tls_parser::parse_tls_client_hello_extensions(ext)
     {
         for e in exts {
             match e {
                 TlsExtension::SNI(names) => {
-                    hello.sni = names.first().map(|(_, n)| String::from_utf8_lossy(n).into_owned());
+                    hello.sni = names
+                        .first()
+                        .map(|(_, n)| String::from_utf8_lossy(n).into_owned());
                 }
                 TlsExtension::ALPN(protos) => {
-                    hello.alpn = protos.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+                    hello.alpn = protos
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect();
                 }
                 TlsExtension::SupportedVersions(v) => {
                     // GREASE values (0x?a?a) are not versions.
-                    if let Some(max) = v.iter().map(|TlsVersion(x)| *x).filter(|x| x & 0x0f0f != 0x0a0a).max() {
+                    if let Some(max) = v
+                        .iter()
+                        .map(|TlsVersion(x)| *x)
+                        .filter(|x| x & 0x0f0f != 0x0a0a)
+                        .max()
+                    {
                         hello.max_version = hello.max_version.max(max);
                     }
                 }
@@ -166,7 +188,12 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
 
 pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     let (_, sh) = tls_parser::parse_tls_handshake_server_hello(body).ok()?;
-    let mut hello = ServerHello { random: random_of(sh.random), version: sh.version.0, cipher: sh.cipher.0, alpn: None };
+    let mut hello = ServerHello {
+        random: random_of(sh.random),
+        version: sh.version.0,
+        cipher: sh.cipher.0,
+        alpn: None,
+    };
     if let Some(ext) = sh.ext
         && let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext)
     {
@@ -177,7 +204,9 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
                         hello.version = *x;
                     }
                 }
-                TlsExtension::ALPN(p) => hello.alpn = p.first().map(|p| String::from_utf8_lossy(p).into_owned()),
+                TlsExtension::ALPN(p) => {
+                    hello.alpn = p.first().map(|p| String::from_utf8_lossy(p).into_owned())
+                }
                 _ => {}
             }
         }
@@ -198,7 +227,8 @@ pub fn version_name(v: u16) -> String {
 }
 
 pub fn cipher_name(id: u16) -> String {
-    tls_parser::TlsCipherSuite::from_id(id).map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_owned())
+    tls_parser::TlsCipherSuite::from_id(id)
+        .map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_owned())
 }
 
 /// RFC 8446 §6 / RFC 5246 §7.2 alert descriptions that matter for a close.
@@ -233,14 +263,20 @@ mod tests {
             let mut got = Vec::new();
             r.feed(&stream[..cut], &mut |h, f| got.push((h[0], f.to_vec())));
             r.feed(&stream[cut..], &mut |h, f| got.push((h[0], f.to_vec())));
-            assert_eq!(got, vec![(22, vec![1, 2, 3]), (23, vec![9, 9])], "cut at {cut}");
+            assert_eq!(
+                got,
+                vec![(22, vec![1, 2, 3]), (23, vec![9, 9])],
+                "cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn garbage_breaks_the_reader_without_buffering_it() {
         let mut r = RecordReader::default();
-        r.feed(&[0x47, 0x45, 0x54, 0x20, 0x2f], &mut |_, _| panic!("no record"));
+        r.feed(&[0x47, 0x45, 0x54, 0x20, 0x2f], &mut |_, _| {
+            panic!("no record")
+        });
         assert!(r.broken);
         let mut r = RecordReader::default();
         r.feed(&[23, 3, 3, 0xff, 0xff], &mut |_, _| panic!("no record"));

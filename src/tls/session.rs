@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::crypto::{DecryptError, Direction, Phase, RecordDecryptor};
 use super::keylog::KeyLog;
 use super::record::{
-    ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, ClientHello, HANDSHAKE, RecordReader, ServerHello, handshake_messages,
-    parse_client_hello, parse_server_hello,
+    ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, ClientHello, HANDSHAKE, RecordReader, ServerHello,
+    handshake_messages, parse_client_hello, parse_server_hello,
 };
 
 /// Plaintext handshake bytes kept per direction while waiting for a whole hello.
@@ -31,7 +31,10 @@ pub enum TlsEvent {
     ClientHello(Box<ClientHello>),
     ServerHello(Box<ServerHello>),
     /// An alert whose content is known (plaintext, or decrypted): level and description.
-    Alert { level: u8, description: u8 },
+    Alert {
+        level: u8,
+        description: u8,
+    },
     /// An alert record that could not be read (TLS 1.2 after ChangeCipherSpec, no keys): most
     /// likely close_notify when it comes at the end.
     EncryptedAlert,
@@ -71,11 +74,19 @@ pub struct TlsSession {
 
 impl TlsSession {
     pub fn new(keys: Option<Arc<KeyLog>>) -> Self {
-        TlsSession { dirs: Default::default(), client: None, client_hello: None, server_hello: None, keys }
+        TlsSession {
+            dirs: Default::default(),
+            client: None,
+            client_hello: None,
+            server_hello: None,
+            keys,
+        }
     }
 
     fn is_tls13(&self) -> bool {
-        self.server_hello.as_ref().is_some_and(|h| h.version == TLS13)
+        self.server_hello
+            .as_ref()
+            .is_some_and(|h| h.version == TLS13)
     }
 
     pub fn gap(&mut self, side: Side, out: &mut Vec<TlsEvent>) {
@@ -91,7 +102,9 @@ impl TlsSession {
         let side = side.min(1);
         let mut records: Vec<([u8; 5], Vec<u8>)> = Vec::new();
         // Records are collected first: handling one may change the state of the reader's owner.
-        self.dirs[side].reader.feed(data, &mut |h, f| records.push((*h, f.to_vec())));
+        self.dirs[side]
+            .reader
+            .feed(data, &mut |h, f| records.push((*h, f.to_vec())));
         for (header, fragment) in records {
             self.record(side, &header, &fragment, out);
         }
@@ -163,23 +176,33 @@ impl TlsSession {
     }
 
     fn direction(&self, side: Side) -> Direction {
-        if self.client == Some(side) { Direction::ClientToServer } else { Direction::ServerToClient }
+        if self.client == Some(side) {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        }
     }
 
     fn start_decryption(&mut self, side: Side, out: &mut Vec<TlsEvent>) {
         let Some(keys) = &self.keys else { return };
-        let (Some(ch), Some(sh)) = (&self.client_hello, &self.server_hello) else { return };
+        let (Some(ch), Some(sh)) = (&self.client_hello, &self.server_hello) else {
+            return;
+        };
         let Some(secrets) = keys.get(&ch.random) else {
             if side == self.client.unwrap_or(0) {
-                out.push(TlsEvent::DecryptionFailed("no key for this connection's client random in the key log".into()));
+                out.push(TlsEvent::DecryptionFailed(
+                    "no key for this connection's client random in the key log".into(),
+                ));
             }
             return;
         };
         let dir = self.direction(side);
         let result = if sh.version == TLS13 {
-            RecordDecryptor::tls13(sh.cipher, secrets, dir, Phase::Handshake).map(|d| (d, Some(Phase::Handshake)))
+            RecordDecryptor::tls13(sh.cipher, secrets, dir, Phase::Handshake)
+                .map(|d| (d, Some(Phase::Handshake)))
         } else {
-            RecordDecryptor::tls12(sh.cipher, secrets, &ch.random, &sh.random, dir).map(|d| (d, None))
+            RecordDecryptor::tls12(sh.cipher, secrets, &ch.random, &sh.random, dir)
+                .map(|d| (d, None))
         };
         match result {
             Ok((decryptor, phase)) => {
@@ -192,7 +215,13 @@ impl TlsSession {
         }
     }
 
-    fn encrypted_record(&mut self, side: Side, header: &[u8; 5], fragment: &[u8], out: &mut Vec<TlsEvent>) {
+    fn encrypted_record(
+        &mut self,
+        side: Side,
+        header: &[u8; 5],
+        fragment: &[u8],
+        out: &mut Vec<TlsEvent>,
+    ) {
         if self.dirs[side].decryptor.is_none() || self.dirs[side].gave_up {
             if header[0] == ALERT {
                 out.push(TlsEvent::EncryptedAlert);
@@ -202,7 +231,10 @@ impl TlsSession {
             return;
         }
         let mut plain = Vec::new();
-        let mut result = self.dirs[side].decryptor.as_mut().map(|d| d.decrypt(header, fragment, &mut plain));
+        let mut result = self.dirs[side]
+            .decryptor
+            .as_mut()
+            .map(|d| d.decrypt(header, fragment, &mut plain));
         // TLS 1.3: a failure under handshake keys may mean the Finished was missed: try the
         // application keys before giving up.
         if matches!(result, Some(Err(DecryptError::AuthFailed)))
@@ -231,7 +263,10 @@ impl TlsSession {
                         }
                     }
                     HANDSHAKE => {
-                        let finished = handshake_messages(&plain).0.iter().any(|(ty, _)| *ty == FINISHED);
+                        let finished = handshake_messages(&plain)
+                            .0
+                            .iter()
+                            .any(|(ty, _)| *ty == FINISHED);
                         if finished
                             && self.dirs[side].phase == Some(Phase::Handshake)
                             && let Some(app) = self.app_decryptor(side)
@@ -251,7 +286,10 @@ impl TlsSession {
                 d.failures += 1;
                 if d.failures >= MAX_FAILURES && !d.gave_up {
                     d.gave_up = true;
-                    out.push(TlsEvent::DecryptionFailed(format!("records do not decrypt: {}", describe(&e))));
+                    out.push(TlsEvent::DecryptionFailed(format!(
+                        "records do not decrypt: {}",
+                        describe(&e)
+                    )));
                 }
             }
             None => {}
@@ -268,7 +306,10 @@ impl TlsSession {
 
 fn describe(e: &DecryptError) -> String {
     match e {
-        DecryptError::UnsupportedSuite(s) => format!("cipher suite {} is not supported", super::record::cipher_name(*s)),
+        DecryptError::UnsupportedSuite(s) => format!(
+            "cipher suite {} is not supported",
+            super::record::cipher_name(*s)
+        ),
         DecryptError::MissingSecret(which) => format!("the key log lacks {which}"),
         DecryptError::BadRecord => "a record too short to decrypt".into(),
         DecryptError::AuthFailed => "authentication failed (wrong keys?)".into(),

@@ -31,7 +31,8 @@ impl UpgradeRequest {
     /// `Upgrade: websocket` (case-insensitive, §4.2.1) was asked for — or, when the head was cut
     /// before any Upgrade header, a GET that may have asked for it (its answer decides).
     pub fn wants_websocket(&self) -> bool {
-        has_token(self.upgrade.as_deref(), "websocket") || (self.truncated && self.upgrade.is_none() && self.method == "GET")
+        has_token(self.upgrade.as_deref(), "websocket")
+            || (self.truncated && self.upgrade.is_none() && self.method == "GET")
     }
 }
 
@@ -59,7 +60,8 @@ impl UpgradeResponse {
     /// e.g. `Upgrade: websockets`), so the bytes after it are not frames.
     pub fn accepts_websocket(&self) -> bool {
         self.status == 101
-            && (has_token(self.upgrade.as_deref(), "websocket") || (self.truncated && self.upgrade.is_none()))
+            && (has_token(self.upgrade.as_deref(), "websocket")
+                || (self.truncated && self.upgrade.is_none()))
     }
 }
 

@@ -58,10 +58,17 @@ enum Mode {
     },
     /// An upgrade request was sent; bytes after it wait for the answer. `resync`: the capture lost
     /// bytes since, so frames must be looked for rather than expected at the next byte.
-    AwaitingAnswer { held: Vec<u8>, resync: bool },
+    AwaitingAnswer {
+        held: Vec<u8>,
+        resync: bool,
+    },
     /// Skipping the rest of an over-long HTTP head up to its blank line; `last` holds the bytes
     /// before the current chunk, `upgrade` whether frames follow it.
-    SkipHead { last: [u8; 3], request: bool, upgrade: bool },
+    SkipHead {
+        last: [u8; 3],
+        request: bool,
+        upgrade: bool,
+    },
     Frames,
     /// Frame boundaries lost: look for a plausible header at the start of each new chunk.
     Resync {
@@ -132,12 +139,17 @@ impl StreamDecoder {
         rsv_allowed: u8,
         out: &mut Vec<StreamEvent>,
     ) {
-        let Mode::AwaitingAnswer { held, resync } = std::mem::replace(&mut self.mode, Mode::Start) else {
+        let Mode::AwaitingAnswer { held, resync } = std::mem::replace(&mut self.mode, Mode::Start)
+        else {
             return;
         };
         if accepted {
             self.rsv_allowed = rsv_allowed;
-            self.mode = if resync { Mode::Resync { skipped: 0 } } else { Mode::Frames };
+            self.mode = if resync {
+                Mode::Resync { skipped: 0 }
+            } else {
+                Mode::Frames
+            };
         } else {
             self.mode = Mode::Http {
                 buf: Vec::new(),
@@ -190,14 +202,24 @@ impl StreamDecoder {
                     held.extend_from_slice(data.get(..room).unwrap_or_default());
                     data.len()
                 }
-                Mode::SkipHead { last, request, upgrade } => {
+                Mode::SkipHead {
+                    last,
+                    request,
+                    upgrade,
+                } => {
                     let (last, request, upgrade) = (*last, *request, *upgrade);
                     match find_head_end(last, data) {
                         Some(end) => {
                             self.mode = match (request, upgrade) {
-                                (true, true) => Mode::AwaitingAnswer { held: Vec::new(), resync: false },
+                                (true, true) => Mode::AwaitingAnswer {
+                                    held: Vec::new(),
+                                    resync: false,
+                                },
                                 (false, true) => Mode::Frames,
-                                _ => Mode::Http { buf: Vec::new(), skip_body: 0 },
+                                _ => Mode::Http {
+                                    buf: Vec::new(),
+                                    skip_body: 0,
+                                },
                             };
                             end
                         }
@@ -207,7 +229,11 @@ impl StreamDecoder {
                             if let Some(tail) = joined.get(joined.len().saturating_sub(3)..) {
                                 window.copy_from_slice(tail);
                             }
-                            self.mode = Mode::SkipHead { last: window, request, upgrade };
+                            self.mode = Mode::SkipHead {
+                                last: window,
+                                request,
+                                upgrade,
+                            };
                             data.len()
                         }
                     }
@@ -276,7 +302,10 @@ impl StreamDecoder {
                     Some((Some(req), _)) => {
                         self.expect_mask = Some(true);
                         self.mode = if req.wants_websocket() {
-                            Mode::AwaitingAnswer { held: Vec::new(), resync: true }
+                            Mode::AwaitingAnswer {
+                                held: Vec::new(),
+                                resync: true,
+                            }
                         } else {
                             Mode::Ignore
                         };
@@ -289,12 +318,18 @@ impl StreamDecoder {
                             Some(e) if !handshake::negotiates_deflate(Some(e)) => 0,
                             _ => 0b100,
                         };
-                        self.mode = if resp.accepts_websocket() { Mode::Resync { skipped: len } } else { Mode::Ignore };
+                        self.mode = if resp.accepts_websocket() {
+                            Mode::Resync { skipped: len }
+                        } else {
+                            Mode::Ignore
+                        };
                         out.push(StreamEvent::Response(Box::new(resp)));
                     }
                     _ => {
                         self.mode = Mode::Ignore;
-                        out.push(StreamEvent::NotWebSocket("bytes missing from the capture in the HTTP head".into()));
+                        out.push(StreamEvent::NotWebSocket(
+                            "bytes missing from the capture in the HTTP head".into(),
+                        ));
                     }
                 }
             }
@@ -303,9 +338,14 @@ impl StreamDecoder {
                 *resync = true;
             }
             // The end of a skipped head may be in the gap: look for frames after it.
-            Mode::SkipHead { request, upgrade, .. } => {
+            Mode::SkipHead {
+                request, upgrade, ..
+            } => {
                 self.mode = match (*request, *upgrade) {
-                    (true, true) => Mode::AwaitingAnswer { held: Vec::new(), resync: true },
+                    (true, true) => Mode::AwaitingAnswer {
+                        held: Vec::new(),
+                        resync: true,
+                    },
                     (false, true) => Mode::Resync { skipped: len },
                     _ => Mode::Ignore,
                 };
@@ -378,19 +418,29 @@ impl StreamDecoder {
                     // Read what fits (the start line and the first headers), then skip to the end
                     // of the head without keeping it: the connection goes on being decoded.
                     let head = handshake::parse_truncated(buf);
-                    let note = format!("HTTP head longer than {MAX_HTTP_HEAD} bytes: only its start was read");
+                    let note = format!(
+                        "HTTP head longer than {MAX_HTTP_HEAD} bytes: only its start was read"
+                    );
                     match head {
                         Some((Some(req), _)) => {
                             self.expect_mask = Some(true);
                             let upgrade = req.wants_websocket();
-                            self.mode = Mode::SkipHead { last: [0; 3], request: true, upgrade };
+                            self.mode = Mode::SkipHead {
+                                last: [0; 3],
+                                request: true,
+                                upgrade,
+                            };
                             out.push(StreamEvent::Request(Box::new(req)));
                             out.push(StreamEvent::Note(note));
                         }
                         Some((_, Some(resp))) => {
                             self.expect_mask = Some(false);
                             let upgrade = resp.accepts_websocket();
-                            self.mode = Mode::SkipHead { last: [0; 3], request: false, upgrade };
+                            self.mode = Mode::SkipHead {
+                                last: [0; 3],
+                                request: false,
+                                upgrade,
+                            };
                             out.push(StreamEvent::Response(Box::new(resp)));
                             out.push(StreamEvent::Note(note));
                         }
@@ -419,7 +469,10 @@ impl StreamDecoder {
                         let upgrade = req.wants_websocket();
                         self.expect_mask = Some(true);
                         if upgrade {
-                            self.mode = Mode::AwaitingAnswer { held: Vec::new(), resync: false };
+                            self.mode = Mode::AwaitingAnswer {
+                                held: Vec::new(),
+                                resync: false,
+                            };
                         } else {
                             self.mode = Mode::Http {
                                 buf: Vec::new(),
@@ -602,7 +655,9 @@ fn find_head_end(last: [u8; 3], data: &[u8]) -> Option<usize> {
     if let Some(p) = joined.windows(4).position(|w| w == b"\r\n\r\n") {
         return Some(p + 1);
     }
-    data.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    data.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
 }
 
 enum Head {
@@ -747,7 +802,9 @@ mod tests {
         }
         // Only the first 64 KiB were kept and parsed; the rest is skipped without being held.
         assert!(matches!(d.mode, Mode::SkipHead { request: true, .. }));
-        assert!(matches!(out.as_slice(), [StreamEvent::Request(r), StreamEvent::Note(m)] if r.truncated && m.contains("longer")));
+        assert!(
+            matches!(out.as_slice(), [StreamEvent::Request(r), StreamEvent::Note(m)] if r.truncated && m.contains("longer"))
+        );
     }
 
     #[test]
@@ -765,9 +822,15 @@ mod tests {
             }
             d.feed(&head[cut..], &mut out);
             d.upgrade_answered(true, 0, &mut out);
-            assert!(matches!(out.first(), Some(StreamEvent::Request(r)) if r.path == "/big" && r.truncated));
+            assert!(
+                matches!(out.first(), Some(StreamEvent::Request(r)) if r.path == "/big" && r.truncated)
+            );
             assert!(out.iter().any(|e| matches!(e, StreamEvent::Note(_))));
-            assert_eq!(frames(&out), vec![(Opcode::Close, 2, b"\x03\xe8".to_vec())], "cut {cut}");
+            assert_eq!(
+                frames(&out),
+                vec![(Opcode::Close, 2, b"\x03\xe8".to_vec())],
+                "cut {cut}"
+            );
         }
     }
 
