@@ -176,7 +176,10 @@ fn all_lists_connections_that_are_not_websocket() {
     assert_eq!(plain[0]["server"], "10.9.9.2:80");
     for c in conns.iter().filter(|c| c.get("tls").is_some()) {
         assert_eq!(c["tls"]["websocket_frames_visible"], false);
-        assert!(["encrypted", "open"].contains(&c["outcome"].as_str().unwrap()), "{c}");
+        assert!(
+            ["encrypted", "open"].contains(&c["outcome"].as_str().unwrap()),
+            "{c}"
+        );
         assert!(c["first_close"].is_null());
     }
     let out = wsclose(&[
