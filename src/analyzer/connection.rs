@@ -307,6 +307,8 @@ pub struct Connection {
     activity_before: [Option<Timestamp>; 2],
     frame_seq: u64,
     packet_seq: u64,
+    /// Sequence number of each side's FIN (just past its last data byte).
+    fin_seq: [Option<u32>; 2],
     /// What the decoding state will be built from: it is only built when the first payload byte
     /// arrives, so a flood of SYNs or of bare ACKs costs no decoder state. `None` once ended.
     seed: Option<Box<Seed>>,
@@ -349,6 +351,7 @@ impl Connection {
             activity_before: [None; 2],
             frame_seq: 0,
             packet_seq: 0,
+            fin_seq: [None; 2],
             live: None,
             seed: Some(Box::new(Seed {
                 limits,
@@ -499,6 +502,8 @@ impl Connection {
             self.live = Some(live);
         }
         if seg.flags.fin {
+            let data_seq = if seg.flags.syn { seg.seq.wrapping_add(1) } else { seg.seq };
+            self.fin_seq[side].get_or_insert(data_seq.wrapping_add(seg.wire_len));
             let d = &mut self.dirs[side];
             d.fins += 1;
             if d.first_fin.is_none() {
@@ -509,9 +514,17 @@ impl Connection {
                 self.begin_ending(side, ts, EndKind::Fin);
             }
         }
-        if self.tcp_ended() {
+        // A FIN can overtake the last segments of its own direction: the stream is over only once
+        // it has been delivered up to the FIN, or a RST says nothing more will come.
+        if self.dirs.iter().any(|d| d.first_rst.is_some()) || (self.tcp_ended() && self.streams_complete()) {
             self.end(ts);
         }
+    }
+
+    /// Both directions were delivered up to their FIN.
+    fn streams_complete(&self) -> bool {
+        let Some(live) = &self.live else { return true };
+        (0..2).all(|side| self.fin_seq[side].is_none_or(|seq| live.reassembly[side].reached(seq)))
     }
 
     /// Turns on the timeline event log.
