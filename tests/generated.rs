@@ -2,6 +2,9 @@
 //! interleaved WebSocket connections with every kind of ending, retransmissions, out-of-order segments,
 //! fragmented messages with pings between fragments, permessage-deflate and 64 KiB messages, together
 //! with the truth about each; wsclose's JSON report must agree with that truth exactly (docs/json.md).
+//!
+//! The connections the truth tags `fin-ahead-of-hole` (the last FIN overtakes the segment before it)
+//! once failed here: a direction now ends when its stream is delivered up to its FIN.
 
 #[path = "../examples/gen_capture/gen.rs"]
 mod capgen;
@@ -117,8 +120,8 @@ fn assert_field(name: &str, project: impl Fn(&Value) -> Value) {
         let (expected, got) = (project(t), project(r));
         if expected != got {
             bad.push(format!(
-                "{} -> {} ({}, id {}): expected {expected}, got {got}",
-                t["client"], t["server"], t["scenario"], r["id"]
+                "{} -> {} ({}, id {}, awkward {}): expected {expected}, got {got}",
+                t["client"], t["server"], t["scenario"], r["id"], t["awkward"]
             ));
         }
     }
@@ -182,8 +185,16 @@ fn the_capture_has_every_ending_and_the_awkward_tcp_cases() {
             .any(|t| t["first_close"]["code"].is_null() && !t["first_close"].is_null()),
         "an empty close payload"
     );
+    // A FIN whose segment overtook the one before it (the stream is not over when the FIN is seen).
+    assert!(
+        run.truth.iter().any(|t| t["awkward"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "fin-ahead-of-hole"))),
+        "a FIN ahead of a hole"
+    );
 }
 
+/// Known failure: see the module comment (`fin-ahead-of-hole`).
 #[test]
 fn the_capture_is_read_whole() {
     let run = run();
@@ -195,27 +206,35 @@ fn the_capture_is_read_whole() {
     assert_eq!(cap["errors"], serde_json::json!([]));
     assert_eq!(cap["warnings"], serde_json::json!([]));
     assert_eq!(cap["evicted_flows"].as_u64(), Some(0));
-    for c in run.report["connections"].as_array().expect("connections") {
-        assert_eq!(
-            c["handshake"]["accept_valid"],
-            Value::Bool(true),
-            "{}",
-            c["client"]
-        );
-        assert_eq!(
-            c["gaps"]["client"]["count"].as_u64(),
-            Some(0),
-            "{}",
-            c["client"]
-        );
-        assert_eq!(
-            c["gaps"]["server"]["count"].as_u64(),
-            Some(0),
-            "{}",
-            c["client"]
-        );
-        assert_eq!(c["notes"], serde_json::json!([]), "{}", c["client"]);
-    }
+    // Nothing was lost on the wire: every handshake is valid, no stream has a gap, nothing odd.
+    let bad: Vec<String> = run.report["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .filter(|c| {
+            c["handshake"]["accept_valid"] != Value::Bool(true)
+                || c["gaps"]["client"]["count"].as_u64() != Some(0)
+                || c["gaps"]["server"]["count"].as_u64() != Some(0)
+                || c["notes"] != serde_json::json!([])
+        })
+        .map(|c| {
+            format!(
+                "{} -> {} (id {}): accept_valid {}, gaps {}, notes {}",
+                c["client"],
+                c["server"],
+                c["id"],
+                c["handshake"]["accept_valid"],
+                c["gaps"],
+                c["notes"]
+            )
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} connections:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -228,6 +247,7 @@ fn every_connection_is_reported_once_and_nothing_else() {
     assert!(run.by_endpoints.values().all(|v| v.len() == 1));
 }
 
+/// Known failure: see the module comment (`fin-ahead-of-hole`).
 #[test]
 fn outcomes_match() {
     assert_field("outcome", |c| c["outcome"].clone());
@@ -240,6 +260,7 @@ fn first_close_matches() {
     });
 }
 
+/// Known failure: see the module comment (`fin-ahead-of-hole`).
 #[test]
 fn close_reply_matches() {
     assert_field("close_reply", |c| {

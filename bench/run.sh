@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Throughput, memory and exactness of `wsclose analyze --format json` on generated captures of 100 MiB
+# and 1 GiB, against the header-walk floor (examples/floor.rs) and tshark. See BENCHMARKS.md.
+#
+#   bench/run.sh            # everything (captures are generated once, cached in target/bench/)
+#   RUNS=9 bench/run.sh     # more timed runs per measurement (best and median are reported)
+#   NO_TSHARK=1 bench/run.sh   # TSHARK_RUNS=N: tshark runs per setting (3)
+#
+# Wall and CPU time (user + system): bench/measure.py (perf_counter and getrusage, µs resolution).
+# Peak RSS: GNU time's %M (`/usr/bin/time`, the `time` package; installed with apt when missing).
+# On a shared machine the CPU time is the steadier figure.
+# Page cache: each file is read once with `cat > /dev/null` before it is timed, so the figures are for
+# a warm cache (memory speed), not for the disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BENCH_DIR=${BENCH_DIR:-target/bench}
+RUNS=${RUNS:-3}
+mkdir -p "$BENCH_DIR"
+
+if [[ ! -x /usr/bin/time ]]; then
+    echo "installing GNU time (apt) for peak RSS" >&2
+    apt-get update -qq && apt-get install -y -qq time >/dev/null
+fi
+
+cargo build --release --bin wsclose --example gen_capture --example floor >&2
+WSCLOSE=target/release/wsclose
+GEN=target/release/examples/gen_capture
+FLOOR=target/release/examples/floor
+
+# name, target bytes, seed
+SIZES=("100MiB 104857600 1" "1GiB 1073741824 2")
+
+for spec in "${SIZES[@]}"; do
+    read -r name bytes seed <<<"$spec"
+    pcap="$BENCH_DIR/gen-$name.pcap"
+    if [[ ! -s "$pcap" || ! -s "$pcap.truth.json" ]]; then
+        echo "generating $pcap" >&2
+        "$GEN" --out "$pcap" --truth "$pcap.truth.json" --connections 1 --seed "$seed" --target-bytes "$bytes" \
+            2> >(tee "$pcap.gen.log" >&2)
+    fi
+done
+
+# run LABEL CMD... : one timed run; appends "wall_s rss_kib cpu_s" to $BENCH_DIR/LABEL.runs
+run() {
+    local label=$1
+    shift
+    local wall cpu rss
+    read -r wall cpu < <(python3 bench/measure.py /usr/bin/time -f '%M' -o "$BENCH_DIR/$label.rss" "$@")
+    rss=$(cat "$BENCH_DIR/$label.rss")
+    echo "$wall $rss $cpu" >>"$BENCH_DIR/$label.runs"
+}
+
+# median of column COL (1: wall s, 3: cpu s) and max RSS (KiB) of LABEL's runs
+median() {
+    awk -v c="${2:-1}" '{print $c}' "$BENCH_DIR/$1.runs" | sort -n |
+        awk '{t[NR]=$1} END {printf "%.3f", (NR%2) ? t[(NR+1)/2] : (t[NR/2]+t[NR/2+1])/2}'
+}
+best() { awk -v c="${2:-1}" 'NR==1 || $c<m {m=$c} END {printf "%.3f", m}' "$BENCH_DIR/$1.runs"; }
+maxrss() { awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$BENCH_DIR/$1.runs"; }
+
+declare -A SIZE PACKETS CONNS WS_T WS_C WS_RSS FL_T FL_C FL_RSS EXACT WS_TM FL_TM WS_CM FL_CM
+for spec in "${SIZES[@]}"; do
+    read -r name _ _ <<<"$spec"
+    pcap="$BENCH_DIR/gen-$name.pcap"
+    SIZE[$name]=$(stat -c %s "$pcap")
+    cat "$pcap" >/dev/null
+    rm -f "$BENCH_DIR/wsclose-$name.runs" "$BENCH_DIR/floor-$name.runs"
+    for _ in $(seq "$RUNS"); do
+        run "floor-$name" "$FLOOR" "$pcap"
+        run "wsclose-$name" "$WSCLOSE" analyze --format json "$pcap"
+    done
+    WS_T[$name]=$(best "wsclose-$name")
+    WS_C[$name]=$(best "wsclose-$name" 3)
+    WS_TM[$name]=$(median "wsclose-$name")
+    WS_CM[$name]=$(median "wsclose-$name" 3)
+    WS_RSS[$name]=$(maxrss "wsclose-$name")
+    FL_T[$name]=$(best "floor-$name")
+    FL_C[$name]=$(best "floor-$name" 3)
+    FL_TM[$name]=$(median "floor-$name")
+    FL_CM[$name]=$(median "floor-$name" 3)
+    FL_RSS[$name]=$(maxrss "floor-$name")
+    CONNS[$name]=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['connections']))" "$pcap.truth.json")
+    PACKETS[$name]=$("$FLOOR" "$pcap" | sed -E 's/.*packets=([0-9]+).*/\1/')
+    # Exactness: the report against the generator's truth.
+    "$WSCLOSE" analyze --format json "$pcap" >"$BENCH_DIR/report-$name.json"
+    if python3 bench/compare_truth.py "$BENCH_DIR/report-$name.json" "$pcap.truth.json" >"$BENCH_DIR/exact-$name.txt"; then
+        EXACT[$name]="exact"
+    else
+        EXACT[$name]="NOT exact"
+    fi
+done
+
+mb() { echo "$1 / 1000000" | bc -l; }
+{
+    echo "Best of $RUNS runs (median in parentheses), warm page cache; MB = 10^6 bytes of pcap file;"
+    echo "wall = process start to exit; CPU = user + system; MB/s and packets/s from the best wall time."
+    echo
+    echo "| file | bytes | packets | WS connections | wsclose wall s | wsclose MB/s | wsclose packets/s | floor wall s | floor MB/s | wsclose/floor wall | wsclose CPU s | floor CPU s | wsclose/floor CPU | wsclose peak RSS | floor peak RSS | vs truth |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    for spec in "${SIZES[@]}"; do
+        read -r name _ _ <<<"$spec"
+        s=${SIZE[$name]}
+        printf "| %s | %d | %d | %d | %.3f (%.3f) | %.0f | %.0f | %.3f (%.3f) | %.0f | %.1f× (%.1f×) | %.3f (%.3f) | %.3f (%.3f) | %.1f× (%.1f×) | %.1f MiB | %.1f MiB | %s |\n" \
+            "$name" "$s" "${PACKETS[$name]}" "${CONNS[$name]}" "${WS_T[$name]}" "${WS_TM[$name]}" \
+            "$(echo "$(mb "$s") / ${WS_T[$name]}" | bc -l)" "$(echo "${PACKETS[$name]} / ${WS_T[$name]}" | bc -l)" \
+            "${FL_T[$name]}" "${FL_TM[$name]}" "$(echo "$(mb "$s") / ${FL_T[$name]}" | bc -l)" \
+            "$(echo "${WS_T[$name]} / ${FL_T[$name]}" | bc -l)" "$(echo "${WS_TM[$name]} / ${FL_TM[$name]}" | bc -l)" \
+            "${WS_C[$name]}" "${WS_CM[$name]}" "${FL_C[$name]}" "${FL_CM[$name]}" \
+            "$(echo "${WS_C[$name]} / ${FL_C[$name]}" | bc -l)" "$(echo "${WS_CM[$name]} / ${FL_CM[$name]}" | bc -l)" \
+            "$(echo "${WS_RSS[$name]} / 1024" | bc -l)" "$(echo "${FL_RSS[$name]} / 1024" | bc -l)" "${EXACT[$name]}"
+    done
+    echo
+    echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    printf "wsclose peak RSS(1GiB) - RSS(100MiB) = %.1f MiB\n" "$(echo "(${WS_RSS[1GiB]} - ${WS_RSS[100MiB]}) / 1024" | bc -l)"
+    echo
+    for spec in "${SIZES[@]}"; do
+        read -r name _ _ <<<"$spec"
+        echo "exactness on $name (bench/compare_truth.py):"
+        sed 's/^/    /' "$BENCH_DIR/exact-$name.txt"
+    done
+} | tee "$BENCH_DIR/results.md"
+
+if [[ -z "${NO_TSHARK:-}" ]] && command -v tshark >/dev/null; then
+    pcap="$BENCH_DIR/gen-100MiB.pcap"
+    # tshark 4.0 names the close code websocket.payload.close.status_code (websocket.close.code is not
+    # a field there). Out-of-order segments are reassembled only with tcp.reassemble_out_of_order,
+    # without which tshark misses close frames behind a swapped pair and decodes garbage as frames.
+    fields=(-T fields -e frame.time_epoch -e websocket.payload.close.status_code)
+    # tshark_run LABEL [OPTIONS...]: best wall and CPU seconds of $TSHARK_RUNS close-frame extractions
+    tshark_run() {
+        local label=$1
+        shift
+        local wall cpu bw="" bc=""
+        for _ in $(seq "${TSHARK_RUNS:-3}"); do
+            read -r wall cpu < <(python3 bench/measure.py --out "$BENCH_DIR/tshark-$label.tsv" \
+                /usr/bin/time -f '%M' -o "$BENCH_DIR/tshark-$label.rss" \
+                tshark "$@" -r "$pcap" -Y 'websocket.opcode == 8' "${fields[@]}" 2>/dev/null)
+            if [[ -z "$bw" ]] || (($(echo "$wall < $bw" | bc -l))); then bw=$wall; fi
+            if [[ -z "$bc" ]] || (($(echo "$cpu < $bc" | bc -l))); then bc=$cpu; fi
+        done
+        echo "$bw $bc $(cat "$BENCH_DIR/tshark-$label.rss") $(wc -l <"$BENCH_DIR/tshark-$label.tsv")"
+    }
+    read -r dw dc drss dn <<<"$(tshark_run default)"
+    read -r ow oc orss on <<<"$(tshark_run ooo -o tcp.reassemble_out_of_order:TRUE)"
+    closes=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['connections']; print(sum((c['first_close'] is not None) + (c['close_reply'] is not None) for c in t))" "$pcap.truth.json")
+    {
+        echo
+        echo "tshark $(tshark -v 2>/dev/null | head -1 | awk '{print $3}') on 100MiB, close-frame extraction, best of ${TSHARK_RUNS:-3} against wsclose's best (close frames in the truth: $closes):"
+        printf "    default options:                  wall %.1f s (%.0f× wsclose), CPU %.1f s (%.0f× wsclose), peak RSS %.0f MiB, %d close-frame lines\n" \
+            "$dw" "$(echo "$dw / ${WS_T[100MiB]}" | bc -l)" "$dc" "$(echo "$dc / ${WS_C[100MiB]}" | bc -l)" "$(echo "$drss / 1024" | bc -l)" "$dn"
+        printf "    tcp.reassemble_out_of_order:TRUE: wall %.1f s (%.0f× wsclose), CPU %.1f s (%.0f× wsclose), peak RSS %.0f MiB, %d close-frame lines\n" \
+            "$ow" "$(echo "$ow / ${WS_T[100MiB]}" | bc -l)" "$oc" "$(echo "$oc / ${WS_C[100MiB]}" | bc -l)" "$(echo "$orss / 1024" | bc -l)" "$on"
+        printf "    1GiB, EXTRAPOLATED linearly from 100MiB (not measured): ~%.0f s wall with out-of-order reassembly\n" \
+            "$(echo "$ow * ${SIZE[1GiB]} / ${SIZE[100MiB]}" | bc -l)"
+        echo
+        echo "the generator's truth on 100MiB against tshark (bench/truth_vs_tshark.py, wsclose not involved):"
+        python3 bench/truth_vs_tshark.py "$pcap" "$pcap.truth.json" | sed 's/^/    /' || true
+    } | tee -a "$BENCH_DIR/results.md"
+fi
