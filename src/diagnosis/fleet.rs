@@ -1,7 +1,7 @@
 //! Rules across connections: idle clusters, mass closes, refused attempts, reconnect storms and
 //! duplicate connections. One connection rarely proves a cause; many that agree do.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use super::rules::Idle;
@@ -84,25 +84,35 @@ fn mass_close(
         })
         .collect();
     endings.sort_by_key(|e| (e.1, e.0));
+    // Connections open at a time t: started by t, minus those whose ending came before t. Sorted
+    // starts and ends answer that in O(log n) for each candidate window.
+    let counted = views.iter().filter(|v| v.outcome != Outcome::Refused);
+    let mut starts: Vec<Timestamp> = counted.clone().map(|v| v.conn.first_packet).collect();
+    let mut ends: Vec<Timestamp> = counted
+        .filter_map(|v| v.conn.ending.map(|e| e.at))
+        .collect();
+    starts.sort_unstable();
+    ends.sort_unstable();
+    let open_at = |t: Timestamp| {
+        starts
+            .partition_point(|s| *s <= t)
+            .saturating_sub(ends.partition_point(|e| *e < t))
+    };
     let mut reported: HashSet<usize> = HashSet::new();
-    for (k, &(t0, role, _)) in endings.iter().enumerate() {
+    let mut k = 0;
+    while k < endings.len() {
+        let (t0, role, _) = endings[k];
         let group: Vec<&(Timestamp, &str, usize)> = endings[k..]
             .iter()
             .take_while(|(t, r, _)| *r == role && seconds(t0, *t) <= MASS_WINDOW_S)
             .collect();
+        k += 1;
         if group.len() < MASS_MIN || group.iter().all(|(_, _, i)| reported.contains(i)) {
             continue;
         }
         let last = group.last().map_or(t0, |g| g.0);
         // Only a large share of what was open at the time is a mass event, not a busy server's churn.
-        let open = views
-            .iter()
-            .filter(|v| {
-                v.outcome != Outcome::Refused
-                    && v.conn.first_packet <= t0
-                    && v.conn.ending.is_none_or(|e| e.at >= t0)
-            })
-            .count();
+        let open = open_at(t0);
         if group.len() * 2 < open {
             continue;
         }
@@ -209,31 +219,33 @@ fn reconnects(
     // previous[i] = the connection i reconnected after, with the interval.
     let mut previous: BTreeMap<usize, (usize, f64)> = BTreeMap::new();
     let mut taken: BTreeSet<usize> = BTreeSet::new();
-    for (pos, &i) in order.iter().enumerate() {
+    // Earlier connections of the same client address to the same server, in start order.
+    let mut earlier: HashMap<(std::net::IpAddr, SocketAddr), Vec<usize>> = HashMap::new();
+    for &i in &order {
         let v = &views[i];
-        if shared.contains(&(client_ip(v), server_of(v))) {
+        let key = (client_ip(v), server_of(v));
+        if shared.contains(&key) {
             continue;
         }
         let start = v.conn.first_packet;
-        let candidate = order[..pos]
+        let group = earlier.entry(key).or_default();
+        let candidate = group
             .iter()
             .rev()
             .filter(|&&j| !taken.contains(&j))
-            .filter(|&&j| {
-                client_ip(&views[j]) == client_ip(v) && server_of(&views[j]) == server_of(v)
-            })
             .filter_map(|&j| ended_at(&views[j]).map(|e| (j, seconds(e, start))))
             .find(|(_, gap)| (0.0..=RECONNECT_WITHIN_S).contains(gap));
         if let Some((j, gap)) = candidate {
             taken.insert(j);
             previous.insert(i, (j, gap));
         }
+        group.push(i);
     }
     // Walk each chain back from its last attempt.
     let heads: Vec<usize> = previous
         .keys()
         .copied()
-        .filter(|i| !previous.values().any(|(j, _)| j == i))
+        .filter(|i| !taken.contains(i))
         .collect();
     for head in heads {
         let mut chain = vec![head];
@@ -295,38 +307,38 @@ fn duplicates(
     time: &dyn Fn(Timestamp) -> String,
     out: &mut Vec<(u64, Diagnosis)>,
 ) {
-    let ws: Vec<&View<'_>> = views
+    // Same client address, server, path and User-Agent: one client's connections, in start order.
+    type Key<'k> = (std::net::IpAddr, SocketAddr, &'k str, &'k str);
+    let mut groups: HashMap<Key<'_>, Vec<&View<'_>>> = HashMap::new();
+    for v in views
         .iter()
         .filter(|v| v.outcome != Outcome::Refused && v.conn.is_websocket())
-        .collect();
-    for old in &ws {
-        let ua = |v: &View<'_>| {
-            v.conn
-                .handshake
-                .request
-                .as_ref()
-                .and_then(|(_, _, r)| r.user_agent.clone())
-        };
-        let path = |v: &View<'_>| {
-            v.conn
-                .handshake
-                .request
-                .as_ref()
-                .map(|(_, _, r)| r.path.clone())
-        };
+    {
+        if let Some((_, _, req)) = &v.conn.handshake.request
+            && let Some(ua) = req.user_agent.as_deref()
+        {
+            groups
+                .entry((client_ip(v), server_of(v), req.path.as_str(), ua))
+                .or_default()
+                .push(v);
+        }
+    }
+    for group in groups.values_mut() {
+        group.sort_by_key(|v| v.conn.first_packet);
+    }
+    for (old, later) in groups.values().flat_map(|g| {
+        g.iter()
+            .enumerate()
+            .map(move |(i, v)| (*v, g.get(i + 1..).unwrap_or_default()))
+    }) {
         let old_end = ended_at(old).unwrap_or(old.conn.last_packet);
-        let newer = ws.iter().find(|n| {
-            n.conn.id != old.conn.id
-                && n.conn.first_packet > old.conn.first_packet
-                && n.conn.first_packet < old_end
-                && client_ip(n) == client_ip(old)
-                && server_of(n) == server_of(old)
-                && path(n).is_some()
-                && path(n) == path(old)
-                && ua(n).is_some()
-                && ua(n) == ua(old)
-                && n.conn.dirs.iter().any(|d| d.frames > 0)
-        });
+        let newer = later
+            .iter()
+            .take_while(|n| n.conn.first_packet < old_end)
+            .find(|n| {
+                n.conn.first_packet > old.conn.first_packet
+                    && n.conn.dirs.iter().any(|d| d.frames > 0)
+            });
         let Some(newer) = newer else { continue };
         // The older one said nothing at all, not even a ping, from the newer one's start on.
         let last_old = old

@@ -6,6 +6,9 @@
 
 use super::{Diagnosis, View, ms, seconds};
 use crate::analyzer::{EndKind, Ending};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
 use crate::capture::Timestamp;
 use crate::report::Outcome;
 
@@ -42,44 +45,71 @@ fn how(e: &Ending, v: &View<'_>) -> String {
 /// The legs of proxied connections: (client leg, upstream leg, how they were paired), as indexes
 /// into `views`.
 pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
+    // Indexes, so that pairing costs O(n log n) and not a comparison of every two connections.
+    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_origin_path: HashMap<(IpAddr, &str), Vec<(Timestamp, usize)>> = HashMap::new();
+    for (i, v) in views.iter().enumerate() {
+        if let Some((t, req)) = request_of(v) {
+            if let Some(key) = req.key.as_deref() {
+                by_key.entry(key).or_default().push(i);
+            }
+            by_origin_path
+                .entry((v.conn.endpoints[v.client].ip(), req.path.as_str()))
+                .or_default()
+                .push((t, i));
+        }
+    }
+    for list in by_origin_path.values_mut() {
+        list.sort();
+    }
     let mut out = Vec::new();
-    let mut used = std::collections::HashSet::new();
-    for (fi, front) in views.iter().enumerate() {
-        let Some((t_front, req_front)) = request_of(front) else {
-            continue;
-        };
+    let mut used = HashSet::new();
+    let mut fronts: Vec<(Timestamp, usize)> = views
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| request_of(v).map(|(t, _)| (t, i)))
+        .collect();
+    fronts.sort();
+    for (t_front, fi) in fronts {
         if used.contains(&fi) {
             continue;
         }
+        let front = &views[fi];
+        let Some((_, req_front)) = request_of(front) else {
+            continue;
+        };
+        let front_server = front.conn.endpoints[front.server];
+        let fits = |ui: usize, t_up: Timestamp| {
+            ui != fi
+                && !used.contains(&ui)
+                && views[ui].conn.endpoints[views[ui].server] != front_server
+                && (0.0..=PAIR_WITHIN_S).contains(&seconds(t_front, t_up))
+        };
         // The upstream leg: a later request with the same key, else one from the proxy host (the
         // front leg's server address) for the same path, soon after.
-        let proxy_ip = front.conn.endpoints[front.server].ip();
-        let mut best: Option<(usize, &'static str)> = None;
-        for (ui, up) in views.iter().enumerate() {
-            if ui == fi
-                || used.contains(&ui)
-                || up.conn.endpoints[up.server] == front.conn.endpoints[front.server]
-            {
-                continue;
-            }
-            let Some((t_up, req_up)) = request_of(up) else {
-                continue;
-            };
-            let dt = seconds(t_front, t_up);
-            if !(0.0..=PAIR_WITHIN_S).contains(&dt) {
-                continue;
-            }
-            if req_front.key.is_some() && req_front.key == req_up.key {
-                best = Some((ui, "same Sec-WebSocket-Key"));
-                break;
-            }
-            if best.is_none()
-                && req_front.path == req_up.path
-                && up.conn.endpoints[up.client].ip() == proxy_ip
-            {
-                best = Some((ui, "same path within a second"));
-            }
-        }
+        let by_same_key = req_front
+            .key
+            .as_deref()
+            .and_then(|k| by_key.get(k))
+            .and_then(|list| {
+                list.iter()
+                    .copied()
+                    .find(|&ui| request_of(&views[ui]).is_some_and(|(t, _)| fits(ui, t)))
+            });
+        let best = match by_same_key {
+            Some(ui) => Some((ui, "same Sec-WebSocket-Key")),
+            None => by_origin_path
+                .get(&(front_server.ip(), req_front.path.as_str()))
+                .and_then(|list| {
+                    let from = list.partition_point(|(t, _)| *t < t_front);
+                    list.get(from..)
+                        .unwrap_or_default()
+                        .iter()
+                        .take_while(|(t, _)| seconds(t_front, *t) <= PAIR_WITHIN_S)
+                        .find(|(t, ui)| fits(*ui, *t))
+                        .map(|(_, ui)| (*ui, "same path within a second"))
+                }),
+        };
         if let Some((ui, evidence)) = best {
             used.insert(fi);
             used.insert(ui);
