@@ -502,7 +502,11 @@ impl Connection {
             self.live = Some(live);
         }
         if seg.flags.fin {
-            let data_seq = if seg.flags.syn { seg.seq.wrapping_add(1) } else { seg.seq };
+            let data_seq = if seg.flags.syn {
+                seg.seq.wrapping_add(1)
+            } else {
+                seg.seq
+            };
             self.fin_seq[side].get_or_insert(data_seq.wrapping_add(seg.wire_len));
             let d = &mut self.dirs[side];
             d.fins += 1;
@@ -516,7 +520,9 @@ impl Connection {
         }
         // A FIN can overtake the last segments of its own direction: the stream is over only once
         // it has been delivered up to the FIN, or a RST says nothing more will come.
-        if self.dirs.iter().any(|d| d.first_rst.is_some()) || (self.tcp_ended() && self.streams_complete()) {
+        if self.dirs.iter().any(|d| d.first_rst.is_some())
+            || (self.tcp_ended() && self.streams_complete())
+        {
             self.end(ts);
         }
     }

@@ -620,16 +620,14 @@ impl Summary {
 /// Reconnections: a connection that starts at most a minute after an earlier one from the same client
 /// address to the same server endpoint ended.
 fn count_reconnections(views: &[View<'_>]) -> u64 {
-    let mut ends: std::collections::HashMap<
-        (std::net::IpAddr, std::net::SocketAddr),
-        Vec<Timestamp>,
-    > = Default::default();
+    type Group = (std::net::IpAddr, std::net::SocketAddr);
+    let mut ends: std::collections::HashMap<Group, Vec<(Timestamp, u64)>> = Default::default();
     for v in views {
         if v.outcome != Outcome::Open {
             let end = v.conn.ending.map_or(v.conn.last_packet, |e| e.at);
             ends.entry((v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server]))
                 .or_default()
-                .push(end);
+                .push((end, v.conn.id));
         }
     }
     for list in ends.values_mut() {
@@ -641,11 +639,15 @@ fn count_reconnections(views: &[View<'_>]) -> u64 {
             let start = v.conn.first_packet;
             ends.get(&(v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server]))
                 .is_some_and(|list| {
-                    let i = list.partition_point(|t| *t <= start);
-                    i > 0
-                        && list
-                            .get(i - 1)
-                            .is_some_and(|t| start.seconds_since(*t) <= 60.0)
+                    // The latest end at or before this start, other than this connection's own (a SYN
+                    // refused in the same microsecond ends when it starts).
+                    let i = list.partition_point(|(t, _)| *t <= start);
+                    list.get(..i)
+                        .unwrap_or_default()
+                        .iter()
+                        .rev()
+                        .find(|(_, id)| *id != v.conn.id)
+                        .is_some_and(|(t, _)| start.seconds_since(*t) <= 60.0)
                 })
         })
         .count() as u64
@@ -692,15 +694,16 @@ pub fn build(
     let time = |t: Timestamp| tf.format(t, default_precision);
     let mut diagnoses = crate::diagnosis::diagnose(&shown, &time);
 
-    let connections: Vec<ConnectionReport> = shown
-        .iter()
-        .map(|v| {
-            let mut r = ConnectionReport::from_connection(v.conn, tf);
-            r.diagnosis = diagnoses.remove(&v.conn.id).unwrap_or_default();
-            r
-        })
-        .filter(|c| keep(c))
-        .collect();
+    // Sized once: a filtered collect would grow by doubling, up to twice the memory of the reports.
+    let mut connections: Vec<ConnectionReport> = Vec::with_capacity(shown.len());
+    for v in &shown {
+        let mut r = ConnectionReport::from_connection(v.conn, tf);
+        r.diagnosis = diagnoses.remove(&v.conn.id).unwrap_or_default();
+        if keep(&r) {
+            connections.push(r);
+        }
+    }
+    connections.shrink_to_fit();
     let (files, warnings, errors) = (opts.files, opts.warnings, opts.errors);
     let st = &analysis.stats;
     let precision = st.precision;

@@ -89,7 +89,8 @@ impl Reassembler {
 
     /// Whether every byte before `seq` has been delivered (or given up as a gap).
     pub fn reached(&self, seq: u32) -> bool {
-        self.next_seq.is_none_or(|next| (seq.wrapping_sub(next) as i32) <= 0)
+        self.next_seq
+            .is_none_or(|next| (seq.wrapping_sub(next) as i32) <= 0)
     }
 
     /// Whether a segment starting at `seq` lies before everything delivered so far.
