@@ -2,27 +2,16 @@
 //! each): every close frame, FIN and RST tshark reports must be reported by wsclose with the same
 //! sender, time (to the nanosecond), code and reason; ping and pong counts per sender must match too.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{epoch_nanos, rfc3339_nanos};
 use serde_json::Value;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public")
-}
-
-/// tshark's `time_epoch` ("1705243573.185012000") as nanoseconds.
-fn epoch_nanos(s: &str) -> i128 {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let frac = format!("{frac:0<9}");
-    secs.parse::<i128>().unwrap() * 1_000_000_000 + frac[..9].parse::<i128>().unwrap()
-}
-
-/// wsclose's RFC 3339 time as nanoseconds.
-fn rfc3339_nanos(s: &str) -> i128 {
-    let t =
-        chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("bad time {s:?}: {e}"));
-    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
 }
 
 fn endpoint<'a>(conn: &'a Value, event: &Value) -> Option<&'a str> {

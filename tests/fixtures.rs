@@ -9,18 +9,6 @@ use serde_json::Value;
 
 use common::*;
 
-fn epoch_nanos(s: &str) -> i128 {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let frac = format!("{frac:0<9}");
-    secs.parse::<i128>().unwrap() * 1_000_000_000 + frac[..9].parse::<i128>().unwrap()
-}
-
-fn rfc3339_nanos(s: &str) -> i128 {
-    let t =
-        chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("bad time {s:?}: {e}"));
-    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
-}
-
 /// Compares one expected event (`{by, code?, reason?, tshark_time_epoch}` or null) with the report's.
 fn check_event(what: &str, want: &Value, got: &Value, failures: &mut Vec<String>) {
     if want.is_null() || got.is_null() {

@@ -326,12 +326,18 @@ fn duplicates(
     for group in groups.values_mut() {
         group.sort_by_key(|v| v.conn.first_packet);
     }
+    let capture_end = views
+        .iter()
+        .map(|v| v.conn.last_packet)
+        .max()
+        .unwrap_or_default();
     for (old, later) in groups.values().flat_map(|g| {
         g.iter()
             .enumerate()
             .map(move |(i, v)| (*v, g.get(i + 1..).unwrap_or_default()))
     }) {
-        let old_end = ended_at(old).unwrap_or(old.conn.last_packet);
+        // An old connection still open at the end of the capture was open until then.
+        let old_end = ended_at(old).unwrap_or(capture_end);
         let newer = later
             .iter()
             .take_while(|n| n.conn.first_packet < old_end)

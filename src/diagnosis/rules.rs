@@ -254,8 +254,10 @@ pub fn per_connection(
     // Idle timeouts and heartbeats.
     // A side that ends the connection after its own pings went unanswered is its heartbeat at work:
     // that is reported as `unanswered-ping`, not as an idle timeout.
+    // (A proxy relays its client's pings upstream: on that leg they are not the proxy's heartbeat.)
     let heartbeat_gave_up = idle.is_some_and(|i| {
-        c.unanswered_pings[i.side] > 0
+        v.proxy != Some(i.side)
+            && c.unanswered_pings[i.side] > 0
             && c.dirs[i.side]
                 .first_unanswered_ping
                 .is_some_and(|t| t <= i.at)

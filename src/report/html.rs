@@ -291,24 +291,11 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             esc(&c.server),
             esc(c.path.as_deref().unwrap_or("-")),
             esc(c.outcome.as_str()),
-            fc.map_or("-".to_owned(), |f| format!(
-                "{} +{:.3}s",
-                f.by.as_str(),
-                f.rel
-            )),
-            fc.and_then(|f| f.code)
-                .map_or("-".to_owned(), |c| c.to_string()),
+            c.closed_by_cell(),
+            c.code_cell(),
             esc(fc.map_or("", |f| f.reason.as_str())),
-            c.first_fin.as_ref().map_or("-".to_owned(), |e| format!(
-                "{} +{:.3}s",
-                e.by.as_str(),
-                e.rel
-            )),
-            c.first_rst.as_ref().map_or("-".to_owned(), |e| format!(
-                "{} +{:.3}s",
-                e.by.as_str(),
-                e.rel
-            )),
+            c.fin_cell(),
+            c.rst_cell(),
             esc(c.diagnosis.first().map_or("-", |d| d.id.as_str())),
         );
     }

@@ -205,7 +205,6 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(out, "|---|---|---|---|---|---|---|---|---|---|")?;
     for c in &report.connections {
-        let fc = c.first_close.as_ref();
         writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -214,23 +213,10 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             c.server,
             cell(c.path.as_deref().unwrap_or("-")),
             c.outcome.as_str(),
-            fc.map_or("-".to_owned(), |f| format!(
-                "{} +{:.3}s",
-                f.by.as_str(),
-                f.rel
-            )),
-            fc.and_then(|f| f.code)
-                .map_or("-".to_owned(), |c| c.to_string()),
-            c.first_fin.as_ref().map_or("-".to_owned(), |e| format!(
-                "{} +{:.3}s",
-                e.by.as_str(),
-                e.rel
-            )),
-            c.first_rst.as_ref().map_or("-".to_owned(), |e| format!(
-                "{} +{:.3}s",
-                e.by.as_str(),
-                e.rel
-            )),
+            c.closed_by_cell(),
+            c.code_cell(),
+            c.fin_cell(),
+            c.rst_cell(),
             c.diagnosis.first().map_or("-", |d| d.id.as_str()),
         )?;
     }

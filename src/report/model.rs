@@ -405,7 +405,32 @@ pub fn outcome_of(c: &Connection) -> Outcome {
     }
 }
 
+/// "client +1.234s", or "-": how the human formats show who did something and when.
+fn who_when(x: Option<(Role, f64)>) -> String {
+    x.map_or_else(
+        || "-".to_owned(),
+        |(by, rel)| format!("{} +{rel:.3}s", by.as_str()),
+    )
+}
+
 impl ConnectionReport {
+    /// Table cells shared by the markdown and HTML reports.
+    pub fn closed_by_cell(&self) -> String {
+        who_when(self.first_close.as_ref().map(|f| (f.by, f.rel)))
+    }
+    pub fn code_cell(&self) -> String {
+        self.first_close
+            .as_ref()
+            .and_then(|f| f.code)
+            .map_or_else(|| "-".to_owned(), |c| c.to_string())
+    }
+    pub fn fin_cell(&self) -> String {
+        who_when(self.first_fin.as_ref().map(|e| (e.by, e.rel)))
+    }
+    pub fn rst_cell(&self) -> String {
+        who_when(self.first_rst.as_ref().map(|e| (e.by, e.rel)))
+    }
+
     pub fn from_connection(c: &Connection, tf: &TimeFormat) -> ConnectionReport {
         let (client, roles_from) = c.roles();
         let role = |side: Side| {

@@ -169,3 +169,17 @@ pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
     }
     v
 }
+
+/// tshark's `time_epoch` ("1705243573.185012000") as nanoseconds.
+pub fn epoch_nanos(s: &str) -> i128 {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac = format!("{frac:0<9}");
+    secs.parse::<i128>().unwrap() * 1_000_000_000 + frac[..9].parse::<i128>().unwrap()
+}
+
+/// wsclose's RFC 3339 time as nanoseconds.
+pub fn rfc3339_nanos(s: &str) -> i128 {
+    let t =
+        chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("bad time {s:?}: {e}"));
+    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
+}
