@@ -175,5 +175,9 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
         },
         all: filters.all,
     };
-    Ok((model::build(&analysis, opts, keep), failed))
+    let mut report = model::build(&analysis, opts, keep);
+    if filters.redact {
+        printers::redact::redact(&mut report);
+    }
+    Ok((report, failed))
 }

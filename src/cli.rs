@@ -67,6 +67,10 @@ pub struct Filters {
     /// Print times in the local time zone instead of UTC.
     #[arg(long)]
     pub local: bool,
+    /// Replace addresses, paths, Host/Origin/User-Agent and SNI with stable pseudonyms, so the
+    /// report can be shared outside the team (ports, times, codes and close reasons stay).
+    #[arg(long)]
+    pub redact: bool,
 }
 
 #[derive(Debug, Args)]

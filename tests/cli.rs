@@ -251,3 +251,46 @@ fn wire_strings_are_escaped_before_the_terminal() {
         "\u{1b}[31mred\nline"
     );
 }
+
+#[test]
+fn redact_replaces_addresses_paths_and_names_everywhere() {
+    // voipInvite: public addresses, SIP user ids in the paths.
+    let path = corpus("pcap-http-analyzer/voipInvite.pcap");
+    for format in ["json", "table", "markdown", "csv", "html"] {
+        let out = wsclose(&[
+            "analyze",
+            "--redact",
+            "--format",
+            format,
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        for secret in [
+            "192.168.2.184",
+            "194.145.124.68",
+            "jibe-srg",
+            "4917468755552",
+            "voipInvite",
+        ] {
+            assert!(!text.contains(secret), "{format}: {secret} leaked");
+        }
+    }
+    let out = wsclose(&[
+        "analyze",
+        "--redact",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = conn(&report, "198.18.0.3:58697");
+    // Ports, times and what happened stay.
+    assert_eq!(
+        c["server"].as_str().unwrap().rsplit(':').next(),
+        Some("8089")
+    );
+    assert_eq!(c["outcome"], "close-unanswered");
+    assert_eq!(c["first_rst"]["by"], "client");
+    assert!(c["path"].as_str().unwrap().starts_with("/path-"));
+}

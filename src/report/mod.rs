@@ -5,6 +5,7 @@ pub mod escape;
 pub mod html;
 pub mod markdown;
 pub mod model;
+pub mod redact;
 pub mod table;
 pub mod time;
 pub mod timeline;
