@@ -68,6 +68,40 @@ fn print(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
     }
 }
 
+/// A progress bar on stderr for long runs, only when stderr is a terminal (never in pipes, logs or
+/// tests). Its length is the files' size; gzip input and stdin, whose size is unknown, get a
+/// byte counter instead.
+fn progress_bar(files: &[std::path::PathBuf]) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let sizes: Option<u64> = files
+        .iter()
+        .map(|f| {
+            let plain = f.as_os_str() != "-" && !f.to_string_lossy().ends_with(".gz");
+            std::fs::metadata(f)
+                .ok()
+                .filter(|m| plain && m.is_file())
+                .map(|m| m.len())
+        })
+        .sum();
+    let bar = match sizes {
+        Some(total) => indicatif::ProgressBar::new(total).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    Some(bar)
+}
+
 fn matches_host(addr: &str, host: &str) -> bool {
     addr.parse::<SocketAddr>()
         .map(|a| a.ip().to_string() == host.trim_matches(['[', ']']))
@@ -120,7 +154,16 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
         ..Config::default()
     });
     let mut errors = Vec::new();
+    let progress = progress_bar(&input.files);
+    let mut since_update = 0u32;
     loop {
+        since_update += 1;
+        if since_update >= 1 << 16 {
+            since_update = 0;
+            if let Some(bar) = &progress {
+                bar.set_position(reader.position());
+            }
+        }
         // Keys from pcapng Decryption Secrets Blocks, before the packets that follow them.
         if reader.has_secrets() {
             for text in reader.take_secrets() {
@@ -135,6 +178,9 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
                 errors.push(e.to_string());
             }
         }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     let mut warnings: Vec<String> = warnings_before;
     warnings.extend(reader.warnings().map(str::to_owned));

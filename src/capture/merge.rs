@@ -121,6 +121,11 @@ impl MergedReader {
             .collect()
     }
 
+    /// Bytes read so far, summed over all files (decompressed bytes for gzip input).
+    pub fn position(&self) -> u64 {
+        self.files.iter().map(|f| f.offset()).sum()
+    }
+
     /// Counters summed over all files.
     pub fn stats(&self) -> ReaderStats {
         let mut total = ReaderStats::default();
