@@ -182,3 +182,56 @@ fn agrees_with_tshark_on_every_public_capture() {
         failures.join("\n")
     );
 }
+
+/// Diagnoses on captures of real software from other projects: wstunnel sends unmasked client frames
+/// (a protocol error, RFC 6455 §5.1), a Zeek test server's oversized close frame breaks §5.5, and a
+/// client closing with 1009 names the message that was too big.
+#[test]
+fn protocol_errors_in_captures_of_real_software_are_diagnosed() {
+    let cases = [
+        (
+            "zeek/wstunnel-http.pcap",
+            "protocol-error",
+            "unmasked_client_frames",
+        ),
+        (
+            "suricata-verify/websocket-ping.pcap",
+            "protocol-error",
+            "unmasked_client_frames",
+        ),
+        (
+            "zeek/oversized-close-frame.pcapng",
+            "protocol-error",
+            "bad_control_frames",
+        ),
+        (
+            "zeek/message-too-big-status.pcap",
+            "message-too-big",
+            "largest_frame_bytes",
+        ),
+        (
+            "zeek/wrong-accept-header.pcap",
+            "handshake-failed",
+            "accept",
+        ),
+    ];
+    for (capture, id, evidence) in cases {
+        let path = corpus_dir().join(capture);
+        let out = Command::new(env!("CARGO_BIN_EXE_wsclose"))
+            .args(["analyze", "--format", "json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let diag = &report["connections"][0]["diagnosis"];
+        let found = diag.as_array().unwrap().iter().find(|d| d["id"] == id);
+        let Some(d) = found else {
+            panic!("{capture}: no {id} in {diag}")
+        };
+        assert!(
+            d["evidence"].get(evidence).is_some(),
+            "{capture}: {id} lacks {evidence}: {d}"
+        );
+        assert_eq!(diag[0]["id"], id, "{capture}: main diagnosis");
+    }
+}
