@@ -518,6 +518,18 @@ impl Connection {
                 self.begin_ending(side, ts, EndKind::Fin);
             }
         }
+        // A connection seen from its SYN whose bytes, both ways, are neither HTTP nor TLS will never
+        // carry WebSocket: stop reassembling and decoding it (bulk traffic in a mixed capture then costs
+        // only its TCP flags), keeping only the TCP facts.
+        if self.not_websocket.is_some()
+            && self.tls.is_none()
+            && self.handshake.request.is_none()
+            && self.handshake.response.is_none()
+            && self.live.as_ref().is_some_and(|l| l.decoders.iter().all(StreamDecoder::is_ignoring))
+        {
+            self.live = None;
+            self.seed = None;
+        }
         // A FIN can overtake the last segments of its own direction: the stream is over only once
         // it has been delivered up to the FIN, or a RST says nothing more will come.
         if self.dirs.iter().any(|d| d.first_rst.is_some())
