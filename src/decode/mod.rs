@@ -20,7 +20,7 @@ mod link;
 
 use std::net::{IpAddr, SocketAddr};
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{EtherType, IpNumber, Ipv4HeaderSlice, LaxNetSlice, LaxSlicedPacket, TcpHeaderSlice, TransportSlice};
 
 pub use link::LinkPayload;
 
@@ -84,7 +84,19 @@ const GTP_U_PORT: u16 = 2152;
 
 /// Decodes one packet of the given link type down to its TCP segment.
 pub fn decode(linktype: u32, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
-    let sliced = match link::strip(linktype, data)? {
+    let link = link::strip(linktype, data)?;
+    // Most packets are untagged, whole, unfragmented IPv4/TCP: read them with etherparse's
+    // zero-copy header slices, and leave everything else to its lax slicing below.
+    let ipv4 = match link {
+        LinkPayload::Ethernet(frame) if frame.get(12..14) == Some(&[0x08, 0x00][..]) => frame.get(14..),
+        LinkPayload::EtherType(0x0800, payload) => Some(payload),
+        LinkPayload::Ip(payload) if payload.first().is_some_and(|b| b >> 4 == 4) => Some(payload),
+        _ => None,
+    };
+    if let Some(seg) = ipv4.and_then(fast_ipv4_tcp) {
+        return Ok(seg);
+    }
+    let sliced = match link {
         LinkPayload::Ethernet(frame) => {
             LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?
         }
@@ -96,6 +108,32 @@ pub fn decode(linktype: u32, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
         }
     };
     from_sliced(&sliced, 0)
+}
+
+/// An IPv4/TCP packet that is whole (its total length fits in what was captured) and not a
+/// fragment; `None` sends it the general way.
+fn fast_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
+    let h = Ipv4HeaderSlice::from_slice(ip).ok()?;
+    let total = usize::from(h.total_len());
+    let header_len = usize::from(h.ihl()) * 4;
+    if h.protocol() != IpNumber::TCP || h.is_fragmenting_payload() || total < header_len || total > ip.len() {
+        return None;
+    }
+    let tcp_bytes = ip.get(header_len..total)?;
+    let tcp = TcpHeaderSlice::from_slice(tcp_bytes).ok()?;
+    let payload = tcp_bytes.get(usize::from(tcp.data_offset()) * 4..)?;
+    Some(TcpSegment {
+        src: SocketAddr::new(IpAddr::V4(h.source_addr()), tcp.source_port()),
+        dst: SocketAddr::new(IpAddr::V4(h.destination_addr()), tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+        window: tcp.window_size(),
+        payload,
+        wire_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+        ttl: h.ttl(),
+        ip_id: Some(h.identification()),
+    })
 }
 
 fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<TcpSegment<'a>, Skip> {
