@@ -525,7 +525,10 @@ impl Connection {
             && self.tls.is_none()
             && self.handshake.request.is_none()
             && self.handshake.response.is_none()
-            && self.live.as_ref().is_some_and(|l| l.decoders.iter().all(StreamDecoder::is_ignoring))
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.decoders.iter().all(StreamDecoder::is_ignoring))
         {
             self.live = None;
             self.seed = None;

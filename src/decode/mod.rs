@@ -20,7 +20,10 @@ mod link;
 
 use std::net::{IpAddr, SocketAddr};
 
-use etherparse::{EtherType, IpNumber, Ipv4HeaderSlice, LaxNetSlice, LaxSlicedPacket, TcpHeaderSlice, TransportSlice};
+use etherparse::{
+    EtherType, IpNumber, Ipv4HeaderSlice, LaxNetSlice, LaxSlicedPacket, TcpHeaderSlice,
+    TransportSlice,
+};
 
 pub use link::LinkPayload;
 
@@ -88,7 +91,9 @@ pub fn decode(linktype: u32, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     // Most packets are untagged, whole, unfragmented IPv4/TCP: read them with etherparse's
     // zero-copy header slices, and leave everything else to its lax slicing below.
     let ipv4 = match link {
-        LinkPayload::Ethernet(frame) if frame.get(12..14) == Some(&[0x08, 0x00][..]) => frame.get(14..),
+        LinkPayload::Ethernet(frame) if frame.get(12..14) == Some(&[0x08, 0x00][..]) => {
+            frame.get(14..)
+        }
         LinkPayload::EtherType(0x0800, payload) => Some(payload),
         LinkPayload::Ip(payload) if payload.first().is_some_and(|b| b >> 4 == 4) => Some(payload),
         _ => None,
@@ -116,7 +121,11 @@ fn fast_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
     let h = Ipv4HeaderSlice::from_slice(ip).ok()?;
     let total = usize::from(h.total_len());
     let header_len = usize::from(h.ihl()) * 4;
-    if h.protocol() != IpNumber::TCP || h.is_fragmenting_payload() || total < header_len || total > ip.len() {
+    if h.protocol() != IpNumber::TCP
+        || h.is_fragmenting_payload()
+        || total < header_len
+        || total > ip.len()
+    {
         return None;
     }
     let tcp_bytes = ip.get(header_len..total)?;
@@ -127,7 +136,12 @@ fn fast_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
         dst: SocketAddr::new(IpAddr::V4(h.destination_addr()), tcp.destination_port()),
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
-        flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+        flags: TcpFlags {
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+        },
         window: tcp.window_size(),
         payload,
         wire_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),

@@ -20,6 +20,8 @@ const MAX_FAILURES: u32 = 4;
 const TLS13: u16 = 0x0304;
 /// An encrypted TLS 1.3 alert record: 2 bytes of alert, 1 of inner content type, a 16-byte AEAD tag.
 const TLS13_ALERT_RECORD: usize = 2 + 1 + 16;
+/// Handshake message type of KeyUpdate (RFC 8446 §4).
+const KEY_UPDATE: u8 = 24;
 /// Handshake message type of Finished (RFC 8446 §4).
 const FINISHED: u8 = 20;
 
@@ -271,11 +273,21 @@ impl TlsSession {
                             && self.dirs[side].phase == Some(Phase::Handshake)
                             && let Some(app) = self.app_decryptor(side)
                         {
-                            {
-                                let d = &mut self.dirs[side];
-                                d.decryptor = Some(app);
-                                d.phase = Some(Phase::Application);
-                            }
+                            let d = &mut self.dirs[side];
+                            d.decryptor = Some(app);
+                            d.phase = Some(Phase::Application);
+                        }
+                        // TLS 1.3 KeyUpdate (RFC 8446 §4.6.3): this side's next records use the
+                        // next application traffic secret.
+                        let key_update = handshake_messages(&plain)
+                            .0
+                            .iter()
+                            .any(|(ty, _)| *ty == KEY_UPDATE);
+                        if key_update
+                            && self.dirs[side].phase == Some(Phase::Application)
+                            && let Some(d) = self.dirs[side].decryptor.as_mut()
+                        {
+                            let _ = d.key_update();
                         }
                     }
                     _ => {}
