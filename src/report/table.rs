@@ -9,16 +9,15 @@ use super::escape::{clip, terminal};
 use super::model::{CloseFrame, ConnectionReport, Report, TcpEvent};
 use super::time::relative;
 
-fn close_cell(c: &Option<CloseFrame>) -> String {
-    match c {
-        None => "-".into(),
-        Some(f) => {
-            let code = f
-                .code
-                .map_or_else(|| "(no code)".to_owned(), |c| c.to_string());
-            format!("{} {} {}", f.by.as_str(), code, relative(f.rel))
-        }
-    }
+/// "client 1000", with "(no code)" for an empty close payload, or "-".
+fn code_cell(c: &Option<CloseFrame>) -> String {
+    c.as_ref().map_or_else(
+        || "-".into(),
+        |f| {
+            f.code
+                .map_or_else(|| "(no code)".to_owned(), |c| c.to_string())
+        },
+    )
 }
 
 fn tcp_cell(e: &Option<TcpEvent>) -> String {
@@ -41,7 +40,8 @@ fn row(c: &ConnectionReport) -> Vec<String> {
         terminal(&clip(c.path.as_deref().unwrap_or("-"), 40)).into_owned(),
         c.start.clone(),
         relative(c.duration_s),
-        close_cell(&c.first_close),
+        c.closed_by_cell(),
+        code_cell(&c.first_close),
         c.close_reply.as_ref().map_or_else(
             || "-".into(),
             |r| format!("{} {}", r.by.as_str(), relative(r.rel)),
@@ -69,6 +69,7 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             "START",
             "DURATION",
             "CLOSED BY",
+            "CODE",
             "REPLY",
             "REASON",
             "FIN BY",
