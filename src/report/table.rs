@@ -9,7 +9,7 @@ use super::escape::{clip, terminal};
 use super::model::{CloseFrame, ConnectionReport, Report, TcpEvent};
 use super::time::relative;
 
-/// "client 1000", with "(no code)" for an empty close payload, or "-".
+/// The first close frame's code, "(no code)" for an empty close payload, or "-".
 fn code_cell(c: &Option<CloseFrame>) -> String {
     c.as_ref().map_or_else(
         || "-".into(),
