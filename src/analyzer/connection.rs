@@ -479,12 +479,13 @@ impl Connection {
         {
             live.reassembly[side].syn(seg.seq);
         }
+        // A SYN's own sequence number comes before its data (TCP Fast Open) and its FIN.
+        let data_seq = if seg.flags.syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
         if let Some(mut live) = self.live.take() {
-            let data_seq = if seg.flags.syn {
-                seg.seq.wrapping_add(1)
-            } else {
-                seg.seq
-            };
             if seg.wire_len > 0 && !seg.flags.rst {
                 let before = live.reassembly[side].stats.retransmitted;
                 self.feed(&mut live, side, ts, |r, out| {
@@ -502,11 +503,6 @@ impl Connection {
             self.live = Some(live);
         }
         if seg.flags.fin {
-            let data_seq = if seg.flags.syn {
-                seg.seq.wrapping_add(1)
-            } else {
-                seg.seq
-            };
             self.fin_seq[side].get_or_insert(data_seq.wrapping_add(seg.wire_len));
             let d = &mut self.dirs[side];
             d.fins += 1;
@@ -1045,12 +1041,13 @@ impl Connection {
 
     /// The first close frame and, when the other side answered, its reply.
     pub fn closes(&self) -> (Option<SideClose<'_>>, Option<SideClose<'_>>) {
-        let mut found: Vec<(Side, &CloseFrameFacts)> = (0..2)
-            .filter_map(|s| self.dirs[s].close.as_ref().map(|c| (s, c)))
-            .collect();
-        found.sort_by_key(|(_, c)| (c.at, c.seq));
-        let mut it = found.into_iter();
-        (it.next(), it.next())
+        let a = self.dirs[0].close.as_ref().map(|c| (0, c));
+        let b = self.dirs[1].close.as_ref().map(|c| (1, c));
+        match (a, b) {
+            (Some(x), Some(y)) if (y.1.at, y.1.seq) < (x.1.at, x.1.seq) => (Some(y), Some(x)),
+            (Some(x), y) => (Some(x), y),
+            (None, y) => (y, None),
+        }
     }
 
     /// The first FIN or RST of the connection (`rst` picks which) and who sent it.

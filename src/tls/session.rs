@@ -265,10 +265,9 @@ impl TlsSession {
                         }
                     }
                     HANDSHAKE => {
-                        let finished = handshake_messages(&plain)
-                            .0
-                            .iter()
-                            .any(|(ty, _)| *ty == FINISHED);
+                        let (messages, _) = handshake_messages(&plain);
+                        let finished = messages.iter().any(|(ty, _)| *ty == FINISHED);
+                        let key_update = messages.iter().any(|(ty, _)| *ty == KEY_UPDATE);
                         if finished
                             && self.dirs[side].phase == Some(Phase::Handshake)
                             && let Some(app) = self.app_decryptor(side)
@@ -279,10 +278,6 @@ impl TlsSession {
                         }
                         // TLS 1.3 KeyUpdate (RFC 8446 §4.6.3): this side's next records use the
                         // next application traffic secret.
-                        let key_update = handshake_messages(&plain)
-                            .0
-                            .iter()
-                            .any(|(ty, _)| *ty == KEY_UPDATE);
                         if key_update
                             && self.dirs[side].phase == Some(Phase::Application)
                             && let Some(d) = self.dirs[side].decryptor.as_mut()
