@@ -11,29 +11,37 @@ use std::sync::Arc;
 use crate::analyzer::{Analyzer, Config};
 use crate::capture::MergedReader;
 use crate::cli::{Cli, Command, Filters, Input};
-use crate::report::model::{self, ConnectionReport, Outcome, Report};
+use crate::report as printers;
+use crate::report::model::{self, ConnectionReport, LazyReport, Outcome};
 use crate::report::time::TimeFormat;
-use crate::report::{self as printers, Format};
 use crate::tls::KeyLog;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => {
             let events = args.events || args.format.needs_events();
-            let (report, failed) = analyze(&args.input, &args.filters, events)?;
-            let mut report = report;
-            if !events || args.format == Format::Json && !args.events {
-                report
-                    .connections
-                    .iter_mut()
-                    .for_each(|c| c.timeline = None);
-            }
-            print(|out| printers::write(&report, args.format, out))?;
+            let format = args.format;
+            let failed = analyze(&args.input, &args.filters, events, |report| {
+                if printers::streams(format) && !args.filters.redact {
+                    // Each connection built, printed and dropped in turn.
+                    return print(|out| printers::write_lazy(report, format, out));
+                }
+                let mut report = report.into_report();
+                if args.filters.redact {
+                    printers::redact::redact(&mut report);
+                }
+                print(|out| printers::write(&report, format, out))
+            })?;
             Ok(exit(failed))
         }
         Command::Timeline(args) => {
-            let (report, failed) = analyze(&args.input, &args.filters, true)?;
-            print(|out| printers::timeline::write(&report, out))?;
+            let failed = analyze(&args.input, &args.filters, true, |report| {
+                let mut report = report.into_report();
+                if args.filters.redact {
+                    printers::redact::redact(&mut report);
+                }
+                print(|out| printers::timeline::write(&report, out))
+            })?;
             Ok(exit(failed))
         }
         Command::Explain => {
@@ -112,9 +120,15 @@ fn port_of(addr: &str) -> Option<u16> {
     addr.parse::<SocketAddr>().ok().map(|a| a.port())
 }
 
-/// Reads every file and builds the report. Corruption inside a file is reported (stderr and the
-/// report's `errors`) and makes the run fail, but everything read before it is still analysed.
-fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bool)> {
+/// Reads every file and hands the report to `emit`. Corruption inside a file is reported (stderr
+/// and the report's `errors`) and makes the run fail (`true` returned), but everything read before
+/// it is still analysed.
+fn analyze(
+    input: &Input,
+    filters: &Filters,
+    events: bool,
+    emit: impl FnOnce(LazyReport<'_>) -> Result<()>,
+) -> Result<bool> {
     let mut only = Vec::new();
     for o in &filters.only {
         match Outcome::parse(o) {
@@ -221,9 +235,6 @@ fn analyze(input: &Input, filters: &Filters, events: bool) -> Result<(Report, bo
         },
         all: filters.all,
     };
-    let mut report = model::build(&analysis, opts, keep);
-    if filters.redact {
-        printers::redact::redact(&mut report);
-    }
-    Ok((report, failed))
+    emit(model::build_lazily(&analysis, opts, keep, events))?;
+    Ok(failed)
 }

@@ -54,3 +54,55 @@ fn json_report_round_trips() {
     }
     assert!(connections > 100, "{connections}");
 }
+
+/// The report printed connection by connection (`write_lazy`, what `analyze` does for JSON, JSON
+/// lines and CSV) is byte for byte the report built whole, with a filter and with the diagnoses
+/// across connections (proxy legs, reconnect storms, mass closes) of the recorded fixtures.
+#[test]
+fn lazy_report_prints_the_same_bytes() {
+    use wsclose::report::{self, Format};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut compared = 0;
+    for f in std::fs::read_dir(&fixtures).unwrap() {
+        let path = f.unwrap().path();
+        let name = path.to_string_lossy().to_string();
+        if !(name.ends_with(".pcap") || name.ends_with(".pcapng")) {
+            continue;
+        }
+        let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+        let mut analyzer = Analyzer::new(Config::default());
+        while let Some(p) = reader.next_packet().unwrap() {
+            analyzer.ingest(&p);
+        }
+        let analysis = analyzer.finish();
+        let files = vec![name.clone()];
+        let opts = || BuildOptions {
+            files: &files,
+            warnings: vec!["w".into()],
+            errors: vec![],
+            time: TimeFormat::default(),
+            all: false,
+        };
+        // Drop every third connection, so that the summary and the list are filtered.
+        let keep = |c: &model::ConnectionReport| c.id % 3 != 1;
+        for format in [Format::Json, Format::Jsonl, Format::Csv] {
+            let whole = model::build(&analysis, opts(), keep);
+            let mut want = Vec::new();
+            report::write(&whole, format, &mut want).unwrap();
+            let mut got = Vec::new();
+            report::write_lazy(
+                model::build_lazily(&analysis, opts(), keep, false),
+                format,
+                &mut got,
+            )
+            .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{name} {format:?}"
+            );
+            compared += whole.connections.len();
+        }
+    }
+    assert!(compared > 100, "{compared}");
+}

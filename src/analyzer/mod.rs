@@ -94,7 +94,9 @@ pub struct Analyzer {
     ids: FxHashMap<u64, FlowKey>,
     /// Boxed so that the table's spare capacity costs a pointer per slot, not a connection.
     flows: FxHashMap<FlowKey, Box<Connection>>,
-    done: Vec<Connection>,
+    /// Boxed: a vector of connections grows by doubling, and its spare capacity would cost a whole
+    /// connection per slot.
+    done: Vec<Box<Connection>>,
     next_id: u64,
     pub stats: PacketStats,
 }
@@ -102,7 +104,7 @@ pub struct Analyzer {
 /// What a run found.
 pub struct Analysis {
     /// Connections in order of id.
-    pub connections: Vec<Connection>,
+    pub connections: Vec<Box<Connection>>,
     pub stats: PacketStats,
 }
 
@@ -216,7 +218,7 @@ impl Analyzer {
         let attempt = evidence && self.attempts_kept < MAX_FAILED_ATTEMPTS_KEPT;
         if self.config.keep_non_websocket || conn.is_websocket() || attempt {
             self.attempts_kept += u64::from(attempt);
-            self.done.push(*conn);
+            self.done.push(conn);
         }
     }
 
@@ -241,7 +243,7 @@ impl Analyzer {
     pub fn connection(&self, id: u64) -> Option<&Connection> {
         match self.ids.get(&id).and_then(|k| self.flows.get(k)) {
             Some(c) => Some(&**c),
-            None => self.done.iter().find(|c| c.id == id),
+            None => self.done.iter().find(|c| c.id == id).map(|c| &**c),
         }
     }
 
@@ -252,7 +254,7 @@ impl Analyzer {
 
     /// Connections that are over (TCP ended at least `linger_s` seconds of capture time before `now`,
     /// reused, or evicted), taken out of the analyzer: a long live capture reports and drops them.
-    pub fn take_finished(&mut self, now: Timestamp, linger_s: f64) -> Vec<Connection> {
+    pub fn take_finished(&mut self, now: Timestamp, linger_s: f64) -> Vec<Box<Connection>> {
         let over: Vec<FlowKey> = self
             .flows
             .iter()

@@ -221,33 +221,68 @@ pub fn diagnose(
     views: &[View<'_>],
     time: &dyn Fn(Timestamp) -> String,
 ) -> BTreeMap<u64, Vec<Diagnosis>> {
-    let mut found: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
-    // Name the proxy as such on both legs of a proxied connection.
-    let mut views: Vec<View<'_>> = views.to_vec();
-    for (front, up, _) in proxy::pairs(&views) {
-        views[front].proxy = Some(views[front].server);
-        views[up].proxy = Some(views[up].client);
-    }
-    let views = views.as_slice();
-    let idle = rules::idle_candidates(views);
-    let clusters = fleet::idle_clusters(views, &idle);
-    for (i, v) in views.iter().enumerate() {
-        let list = rules::per_connection(v, idle.get(i).copied().flatten(), clusters.get(&i), time);
-        if !list.is_empty() {
-            found.entry(v.conn.id).or_default().extend(list);
+    let diagnoser = Diagnoser::new(views, time);
+    (0..views.len())
+        .filter_map(|i| {
+            let list = diagnoser.of(i, time);
+            (!list.is_empty()).then(|| (views[i].conn.id, list))
+        })
+        .collect()
+}
+
+/// The rules, ready to run connection by connection: what needs every connection (idle clusters,
+/// mass closes, proxy legs...) is worked out once, up front; the per-connection rules run when a
+/// connection's diagnoses are asked for, so a report written connection by connection never holds
+/// the diagnoses of all of them at once.
+pub struct Diagnoser<'a> {
+    /// The views, with the proxy side set on the legs of proxied connections.
+    views: Vec<View<'a>>,
+    idle: Vec<Option<rules::Idle>>,
+    clusters: BTreeMap<usize, (usize, f64)>,
+    /// Findings across connections, by connection id (only the connections involved).
+    across: BTreeMap<u64, Vec<Diagnosis>>,
+}
+
+impl<'a> Diagnoser<'a> {
+    pub fn new(views: &[View<'a>], time: &dyn Fn(Timestamp) -> String) -> Self {
+        // Name the proxy as such on both legs of a proxied connection.
+        let mut views: Vec<View<'a>> = views.to_vec();
+        for (front, up, _) in proxy::pairs(&views) {
+            views[front].proxy = Some(views[front].server);
+            views[up].proxy = Some(views[up].client);
+        }
+        let idle = rules::idle_candidates(&views);
+        let clusters = fleet::idle_clusters(&views, &idle);
+        let mut across: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
+        for (id, d) in fleet::across(&views, time)
+            .into_iter()
+            .chain(proxy::pair_legs(&views, time))
+        {
+            across.entry(id).or_default().push(d);
+        }
+        Diagnoser {
+            views,
+            idle,
+            clusters,
+            across,
         }
     }
-    for (id, d) in fleet::across(views, time)
-        .into_iter()
-        .chain(proxy::pair_legs(views, time))
-    {
-        found.entry(id).or_default().push(d);
-    }
-    for list in found.values_mut() {
+
+    /// The diagnoses of the connection at `index` (in the order of the views given to `new`), the
+    /// main one first.
+    pub fn of(&self, index: usize, time: &dyn Fn(Timestamp) -> String) -> Vec<Diagnosis> {
+        let Some(v) = self.views.get(index) else {
+            return Vec::new();
+        };
+        let idle = self.idle.get(index).copied().flatten();
+        let mut list = rules::per_connection(v, idle, self.clusters.get(&index), time);
+        if let Some(more) = self.across.get(&v.conn.id) {
+            list.extend(more.iter().cloned());
+        }
         list.sort_by_key(Diagnosis::rank);
         list.dedup_by(|a, b| a.id == b.id && a.summary == b.summary);
+        list
     }
-    found
 }
 
 /// Which well-known defaults a measured idle time is close to.

@@ -154,7 +154,7 @@ pub struct Monitor<W: Write> {
     /// Ticks so far.
     ticks: u64,
     ws_servers: HashSet<SocketAddr>,
-    kept: VecDeque<Connection>,
+    kept: VecDeque<Box<Connection>>,
     /// Connections reported and then dropped from `kept`, and their share of the summary.
     dropped: u64,
     dropped_summary: Summary,
@@ -455,7 +455,7 @@ impl<W: Write> Monitor<W> {
         }
     }
 
-    fn report_finished(&mut self, mut batch: Vec<Connection>) -> io::Result<()> {
+    fn report_finished(&mut self, mut batch: Vec<Box<Connection>>) -> io::Result<()> {
         batch.sort_by_key(|c| c.id);
         for c in &batch {
             self.known.remove(&c.id);
@@ -474,7 +474,7 @@ impl<W: Write> Monitor<W> {
                 .kept
                 .range(start..)
                 .chain(batch.iter())
-                .map(Self::view)
+                .map(|c| Self::view(c))
                 .filter(|v| self.shown(v))
                 .collect();
             let time = |t: Timestamp| tf.format(t, precision);
@@ -498,7 +498,7 @@ impl<W: Write> Monitor<W> {
         Ok(())
     }
 
-    fn keep(&mut self, c: Connection) {
+    fn keep(&mut self, c: Box<Connection>) {
         self.kept.push_back(c);
         while self.kept.len() > self.opts.keep {
             let Some(old) = self.kept.pop_front() else {
@@ -580,7 +580,7 @@ impl<W: Write> Monitor<W> {
             ..
         } = self;
         let mut analysis = analyzer.finish();
-        let mut all: Vec<Connection> = kept.into();
+        let mut all: Vec<Box<Connection>> = kept.into();
         all.append(&mut analysis.connections);
         all.sort_by_key(|c| c.id);
         analysis.connections = all;

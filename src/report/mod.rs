@@ -12,7 +12,7 @@ pub mod timeline;
 
 use std::io::{self, Write};
 
-pub use model::{ConnectionReport, Outcome, Report};
+pub use model::{ConnectionReport, LazyReport, Outcome, Report};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -45,13 +45,42 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result
             }
             Ok(())
         }
-        Format::Csv => write_csv(report, out),
+        Format::Csv => write_csv(report.connections.iter(), out),
         Format::Markdown => markdown::write(report, out),
         Format::Html => html::write(report, out),
     }
 }
 
-fn write_csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+/// Whether [`write_lazy`] can print this format connection by connection (the others need every
+/// connection at once: column widths, or a document around them).
+pub fn streams(format: Format) -> bool {
+    matches!(format, Format::Json | Format::Jsonl | Format::Csv)
+}
+
+/// Prints a report whose connections are built as they are printed: the same bytes as [`write`]
+/// for the formats that [`streams`] accepts, and for the others the whole report built first.
+pub fn write_lazy(report: LazyReport<'_>, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report)?;
+            writeln!(out)
+        }
+        Format::Jsonl => {
+            for c in report.connections() {
+                serde_json::to_writer(&mut *out, &c)?;
+                writeln!(out)?;
+            }
+            Ok(())
+        }
+        Format::Csv => write_csv(report.connections(), out),
+        _ => write(&report.into_report(), format, out),
+    }
+}
+
+fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(
+    connections: impl Iterator<Item = C>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     let header = [
         "id",
@@ -80,7 +109,8 @@ fn write_csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     ];
     w.write_record(header)?;
     let opt = |o: Option<String>| o.unwrap_or_default();
-    for c in &report.connections {
+    for c in connections {
+        let c = c.borrow();
         let fc = c.first_close.as_ref();
         let cr = c.close_reply.as_ref();
         // CSV goes to spreadsheets: strip control characters from wire strings as for a terminal.

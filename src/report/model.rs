@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::time::TimeFormat;
 use crate::analyzer::{Analysis, CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
-use crate::capture::Timestamp;
-use crate::diagnosis::{Diagnosis, View};
+use crate::capture::{Precision, Timestamp};
+use crate::diagnosis::{Diagnoser, Diagnosis, View};
 use crate::websocket::close;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -432,6 +432,11 @@ impl ConnectionReport {
     }
 
     pub fn from_connection(c: &Connection, tf: &TimeFormat) -> ConnectionReport {
+        Self::build(c, tf, true)
+    }
+
+    /// `timeline`: whether to build the timeline from the connection's events (when recorded).
+    fn build(c: &Connection, tf: &TimeFormat, timeline: bool) -> ConnectionReport {
         let (client, roles_from) = c.roles();
         let role = |side: Side| {
             if side == client {
@@ -608,37 +613,45 @@ impl ConnectionReport {
                 }),
             }),
             diagnosis: Vec::new(),
-            timeline: timeline_of(c, client, tf),
+            timeline: if timeline {
+                timeline_of(c, client, tf)
+            } else {
+                None
+            },
         }
     }
 }
 
 impl Summary {
     pub fn of(connections: &[ConnectionReport]) -> Summary {
-        let mut s = Summary {
-            connections: connections.len() as u64,
-            ..Default::default()
-        };
+        let mut s = Summary::default();
         for c in connections {
-            *s.by_outcome
-                .entry(c.outcome.as_str().to_owned())
-                .or_default() += 1;
-            if let Some(f) = &c.first_close {
-                let code = f.code.map_or_else(|| "none".to_owned(), |c| c.to_string());
-                *s.by_close_code.entry(code).or_default() += 1;
-            }
-            let closer = match (&c.first_close, &c.first_rst, &c.first_fin) {
-                (Some(f), _, _) => format!("{} (close frame)", f.by.as_str()),
-                (None, Some(r), _) => format!("{} (RST)", r.by.as_str()),
-                (None, None, Some(f)) => format!("{} (FIN)", f.by.as_str()),
-                _ => "nobody (still open)".to_owned(),
-            };
-            *s.closed_by.entry(closer).or_default() += 1;
-            if c.outcome == Outcome::Abnormal {
-                s.abnormal_closures += 1;
-            }
+            s.add(c);
         }
         s
+    }
+
+    /// Counts one more connection.
+    pub fn add(&mut self, c: &ConnectionReport) {
+        self.connections += 1;
+        *self
+            .by_outcome
+            .entry(c.outcome.as_str().to_owned())
+            .or_default() += 1;
+        if let Some(f) = &c.first_close {
+            let code = f.code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+            *self.by_close_code.entry(code).or_default() += 1;
+        }
+        let closer = match (&c.first_close, &c.first_rst, &c.first_fin) {
+            (Some(f), _, _) => format!("{} (close frame)", f.by.as_str()),
+            (None, Some(r), _) => format!("{} (RST)", r.by.as_str()),
+            (None, None, Some(f)) => format!("{} (FIN)", f.by.as_str()),
+            _ => "nobody (still open)".to_owned(),
+        };
+        *self.closed_by.entry(closer).or_default() += 1;
+        if c.outcome == Outcome::Abnormal {
+            self.abnormal_closures += 1;
+        }
     }
 }
 
@@ -694,7 +707,88 @@ pub fn build(
     opts: BuildOptions<'_>,
     keep: impl Fn(&ConnectionReport) -> bool,
 ) -> Report {
-    let tf = &opts.time;
+    build_lazily(analysis, opts, keep, true).into_report()
+}
+
+/// A report whose connections are built one at a time, as they are written, and dropped after:
+/// the memory of a report of many connections is then the analysis alone, not the analysis plus
+/// every connection's report and diagnoses. Serializes exactly as the [`Report`] it stands for.
+pub struct LazyReport<'a> {
+    /// Everything but the connections.
+    head: Report,
+    diagnoser: Diagnoser<'a>,
+    /// The connections shown (in the order of the diagnoser's views).
+    shown: Vec<View<'a>>,
+    /// Indices into `shown` of the connections that pass the filters.
+    kept: Vec<usize>,
+    time: TimeFormat,
+    precision: Precision,
+    timelines: bool,
+}
+
+impl LazyReport<'_> {
+    /// The report without its connections.
+    pub fn head(&self) -> &Report {
+        &self.head
+    }
+
+    /// Builds the connections' reports in order, one at a time.
+    pub fn connections(&self) -> impl ExactSizeIterator<Item = ConnectionReport> + '_ {
+        let (tf, precision) = (self.time, self.precision);
+        let time = move |t: Timestamp| tf.format(t, precision);
+        self.kept.iter().map(move |&i| {
+            let mut r = ConnectionReport::build(self.shown[i].conn, &self.time, self.timelines);
+            r.diagnosis = self.diagnoser.of(i, &time);
+            r
+        })
+    }
+
+    /// The whole report, every connection built.
+    pub fn into_report(self) -> Report {
+        let connections = self.connections().collect();
+        Report {
+            connections,
+            ..self.head
+        }
+    }
+}
+
+impl Serialize for LazyReport<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Connections<'r, 'a>(&'r LazyReport<'a>);
+        impl Serialize for Connections<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.connections())
+            }
+        }
+        // The fields of `Report`, in its order.
+        let Report {
+            version,
+            tool,
+            capture,
+            summary,
+            connections: _,
+        } = &self.head;
+        let mut st = serializer.serialize_struct("Report", 5)?;
+        st.serialize_field("version", version)?;
+        st.serialize_field("tool", tool)?;
+        st.serialize_field("capture", capture)?;
+        st.serialize_field("summary", summary)?;
+        st.serialize_field("connections", &Connections(self))?;
+        st.end()
+    }
+}
+
+/// Like [`build`], but the connections are built as they are read (`timelines`: include the
+/// recorded timelines).
+pub fn build_lazily<'a>(
+    analysis: &'a Analysis,
+    opts: BuildOptions<'_>,
+    keep: impl Fn(&ConnectionReport) -> bool,
+    timelines: bool,
+) -> LazyReport<'a> {
+    let tf = opts.time;
     let views: Vec<View<'_>> = analysis
         .connections
         .iter()
@@ -715,24 +809,27 @@ pub fn build(
         })
         .collect();
 
-    let default_precision = analysis.stats.precision;
-    let time = |t: Timestamp| tf.format(t, default_precision);
-    let mut diagnoses = crate::diagnosis::diagnose(&shown, &time);
+    let precision = analysis.stats.precision;
+    let time = |t: Timestamp| tf.format(t, precision);
+    let diagnoser = Diagnoser::new(&shown, &time);
 
-    // Sized once: a filtered collect would grow by doubling, up to twice the memory of the reports.
-    let mut connections: Vec<ConnectionReport> = Vec::with_capacity(shown.len());
-    for v in &shown {
-        let mut r = ConnectionReport::from_connection(v.conn, tf);
-        r.diagnosis = diagnoses.remove(&v.conn.id).unwrap_or_default();
+    // The filters and the summary need each connection's report, but not its diagnoses nor its
+    // timeline; the report is built again when written rather than kept.
+    let mut summary = Summary {
+        reconnections: count_reconnections(&shown),
+        ..Summary::default()
+    };
+    let mut kept = Vec::new();
+    for (i, v) in shown.iter().enumerate() {
+        let r = ConnectionReport::build(v.conn, &tf, false);
         if keep(&r) {
-            connections.push(r);
+            summary.add(&r);
+            kept.push(i);
         }
     }
-    connections.shrink_to_fit();
     let (files, warnings, errors) = (opts.files, opts.warnings, opts.errors);
     let st = &analysis.stats;
-    let precision = st.precision;
-    Report {
+    let head = Report {
         version: SCHEMA_VERSION,
         tool: format!("wsclose {}", env!("CARGO_PKG_VERSION")),
         capture: CaptureReport {
@@ -750,10 +847,16 @@ pub fn build(
             warnings,
             errors,
         },
-        summary: Summary {
-            reconnections: count_reconnections(&shown),
-            ..Summary::of(&connections)
-        },
-        connections,
+        summary,
+        connections: Vec::new(),
+    };
+    LazyReport {
+        head,
+        diagnoser,
+        shown,
+        kept,
+        time: tf,
+        precision,
+        timelines,
     }
 }
