@@ -96,6 +96,7 @@ pub struct Analyzer {
     flows: FxHashMap<FlowKey, Box<Connection>>,
     /// Boxed: a vector of connections grows by doubling, and its spare capacity would cost a whole
     /// connection per slot.
+    #[allow(clippy::vec_box, reason = "a connection is large; see above")]
     done: Vec<Box<Connection>>,
     next_id: u64,
     pub stats: PacketStats,

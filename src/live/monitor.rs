@@ -455,6 +455,7 @@ impl<W: Write> Monitor<W> {
         }
     }
 
+    #[allow(clippy::vec_box, reason = "the analyzer's finished connections, as it hands them out")]
     fn report_finished(&mut self, mut batch: Vec<Box<Connection>>) -> io::Result<()> {
         batch.sort_by_key(|c| c.id);
         for c in &batch {
