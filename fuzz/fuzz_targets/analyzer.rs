@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
             let (bytes, after) = tail.split_at(len);
             rest = after;
             let packet = Packet {
-                ts: Timestamp(ts),
+                ts: Timestamp::from_nanos(ts),
                 precision: if pick & 0x80 != 0 {
                     Precision::Nano
                 } else {

@@ -292,7 +292,7 @@ pub struct Connection {
     pub dirs: [DirFacts; 2],
     pub handshake: Handshake,
     /// The TLS layer, when the connection is TLS.
-    pub tls: Option<TlsFacts>,
+    pub tls: Option<Box<TlsFacts>>,
     /// Why this is not a WebSocket connection, when decoding concluded it is not.
     pub not_websocket: Option<String>,
     pub anomalies: Vec<String>,
@@ -300,7 +300,7 @@ pub struct Connection {
     pub unanswered_pings: [u64; 2],
     pub ending: Option<Ending>,
     /// Timeline events, when asked for.
-    pub log: Option<EventLog>,
+    pub log: Option<Box<EventLog>>,
     /// Notices not yet collected by the analyzer, when asked for (live capture).
     pub notices: Option<Vec<Notice>>,
     /// Activity per side before the packet being processed (for [`Ending`]).
@@ -546,7 +546,7 @@ impl Connection {
 
     /// Turns on the timeline event log.
     pub fn record_events(&mut self) {
-        self.log.get_or_insert_with(EventLog::default);
+        self.log.get_or_insert_with(Default::default);
     }
 
     fn record(&mut self, at: Timestamp, side: Side, kind: EventKind) {
@@ -620,6 +620,11 @@ impl Connection {
                 self.dirs[side].first_unanswered_ping.get_or_insert(sent);
             }
         }
+        // What stays of a finished connection stays until the report: no spare capacity.
+        for d in &mut self.dirs {
+            d.ping_times.shrink_to_fit();
+        }
+        self.anomalies.shrink_to_fit();
     }
 
     /// Runs one reassembler step for `side` and decodes what it hands on.
@@ -684,7 +689,7 @@ impl Connection {
     fn handle_tls_events(&mut self, live: &mut Live, side: Side, ts: Timestamp) {
         let mut tls_events = std::mem::take(&mut live.tls_events);
         for event in tls_events.drain(..) {
-            let facts = self.tls.get_or_insert_with(TlsFacts::default);
+            let facts = self.tls.get_or_insert_with(Default::default);
             match event {
                 TlsEvent::ClientHello(h) => {
                     facts.client_side = Some(side);
@@ -745,7 +750,7 @@ impl Connection {
                         ts,
                         side,
                         EventKind::Request {
-                            path: req.path.clone(),
+                            path: req.path.to_string(),
                         },
                     );
                     if req.wants_websocket() {

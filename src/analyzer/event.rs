@@ -75,7 +75,7 @@ impl EventLog {
                 },
             ) = (&mut last.kind, &event.kind)
             && last.side == event.side
-            && event.at.0.saturating_sub(last.at.0) <= DATA_RUN_PAUSE_NS
+            && event.at.nanos().saturating_sub(last.at.nanos()) <= DATA_RUN_PAUSE_NS
         {
             *frames += f2;
             *bytes += b2;

@@ -396,7 +396,7 @@ impl TsConv {
             // The quotient is < 2^94, so it always fits in i128.
             i128::try_from(num / d).unwrap_or(i128::MAX)
         };
-        Timestamp(saturate_i64(ns.saturating_add(self.offset_ns)))
+        Timestamp::from_nanos(saturate_i64(ns.saturating_add(self.offset_ns)))
     }
 }
 
@@ -714,7 +714,7 @@ fn next_pcap_record(
     // sec < 2^32 and frac * 1000 < 2^42: no overflow in i64.
     let ns = i64::from(frame.ts_sec) * 1_000_000_000 + i64::from(frame.ts_usec) * p.frac_ns;
     *out = Some(Head {
-        ts: Timestamp(ns),
+        ts: Timestamp::from_nanos(ns),
         precision: p.precision,
         linktype: p.linktype,
         data_off,
@@ -1630,7 +1630,13 @@ mod tests {
     fn collect(r: &mut FileReader) -> Vec<Got> {
         let mut v = Vec::new();
         while let Some(p) = r.next_packet().unwrap() {
-            v.push((p.ts.0, p.precision, p.linktype, p.data.to_vec(), p.orig_len));
+            v.push((
+                p.ts.nanos(),
+                p.precision,
+                p.linktype,
+                p.data.to_vec(),
+                p.orig_len,
+            ));
         }
         v
     }
@@ -1783,16 +1789,31 @@ mod tests {
         let mut w = W::pcap_header(false, PCAP_NSEC, 1);
         w.pcap_record(1, 1, &[1], 1).pcap_record(2, 2, &[2, 2], 2);
         let mut r = reader(w.out);
-        assert_eq!(r.peek_ts().unwrap(), Some(Timestamp(1_000_000_001)));
-        assert_eq!(r.peek_ts().unwrap(), Some(Timestamp(1_000_000_001)));
+        assert_eq!(
+            r.peek_ts().unwrap(),
+            Some(Timestamp::from_nanos(1_000_000_001))
+        );
+        assert_eq!(
+            r.peek_ts().unwrap(),
+            Some(Timestamp::from_nanos(1_000_000_001))
+        );
         assert_eq!(r.stats().packets, 0);
         let p = r.peek_packet().unwrap().unwrap();
         assert_eq!(p.data, &[1]);
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts, p.data), (Timestamp(1_000_000_001), &[1u8][..]));
-        assert_eq!(r.peek_ts().unwrap(), Some(Timestamp(2_000_000_002)));
+        assert_eq!(
+            (p.ts, p.data),
+            (Timestamp::from_nanos(1_000_000_001), &[1u8][..])
+        );
+        assert_eq!(
+            r.peek_ts().unwrap(),
+            Some(Timestamp::from_nanos(2_000_000_002))
+        );
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts, p.data), (Timestamp(2_000_000_002), &[2u8, 2][..]));
+        assert_eq!(
+            (p.ts, p.data),
+            (Timestamp::from_nanos(2_000_000_002), &[2u8, 2][..])
+        );
         assert_eq!(r.peek_ts().unwrap(), None);
         assert!(r.next_packet().unwrap().is_none());
         assert_eq!(r.stats().packets, 2);
@@ -1941,7 +1962,7 @@ mod tests {
 
     #[test]
     fn tsconv_exact_and_rounded() {
-        let c = |r: u8, off: i64, units: u64| TsConv::new(r, off).timestamp(units).0;
+        let c = |r: u8, off: i64, units: u64| TsConv::new(r, off).timestamp(units).nanos();
         assert_eq!(c(6, 0, 1), 1_000);
         assert_eq!(c(9, 0, 1), 1);
         assert_eq!(c(0, 0, 3), 3_000_000_000);
@@ -1958,7 +1979,8 @@ mod tests {
         assert_eq!(c(0x80 | 127, 0, u64::MAX), 0);
         // Out of i64 range saturates.
         assert_eq!(c(0, 0, u64::MAX), i64::MAX);
-        assert_eq!(c(6, i64::MIN, 0), i64::MIN);
+        // (i64::MIN itself is the one value a Timestamp cannot hold: it reads one ns later.)
+        assert_eq!(c(6, i64::MIN, 0), i64::MIN + 1);
         let p = |r: u8| TsConv::new(r, 0).precision();
         assert_eq!(
             [p(6), p(7), p(9), p(0x80 | 19), p(0x80 | 20), p(3)],
@@ -2695,7 +2717,7 @@ mod tests {
                 } else {
                     i64::from(i) * ns_per_unit
                 };
-                assert_eq!(p.ts.0, want, "packet {i}");
+                assert_eq!(p.ts.nanos(), want, "packet {i}");
                 i += 1;
             }
             assert_eq!(i, N);

@@ -167,7 +167,7 @@ mod tests {
         let mut errors = Vec::new();
         loop {
             match m.next_packet() {
-                Ok(Some(p)) => packets.push((p.ts.0, p.linktype, p.data[0])),
+                Ok(Some(p)) => packets.push((p.ts.nanos(), p.linktype, p.data[0])),
                 Ok(None) => break,
                 Err(e) => errors.push(format!("after {} packets: {e}", packets.len())),
             }
@@ -333,7 +333,7 @@ mod tests {
         let mut m = MergedReader::from_readers(files);
         let mut n: i64 = 0;
         while let Some(p) = m.next_packet().unwrap() {
-            assert_eq!(p.ts.0, n);
+            assert_eq!(p.ts.nanos(), n);
             assert_eq!(p.data, &[(n % 5) as u8, (n / 5) as u8]);
             n += 1;
         }

@@ -24,30 +24,66 @@ pub use file::{CaptureError, FileReader};
 pub use file::{CaptureErrorKind, CaptureFormat, ReaderStats};
 pub use merge::MergedReader;
 
+use std::num::NonZeroU64;
+
 /// A capture timestamp: nanoseconds since the Unix epoch (UTC).
 ///
 /// Kept as one integer so that it orders, subtracts and hashes cheaply; the precision the capture
 /// recorded it with travels separately in [`Packet::precision`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub i64);
+///
+/// Stored with the sign bit flipped in a `NonZeroU64`, so that an `Option<Timestamp>` takes 8 bytes,
+/// not 16: a connection holds a few dozen of them, and every finished connection stays in memory
+/// until the report. Flipping the sign bit keeps the order (unsigned order of the stored bits is
+/// the signed order of the nanoseconds); zero is the one value it cannot hold, `i64::MIN` ns
+/// (year 1677), which is read as one nanosecond later.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(NonZeroU64);
+
+const SIGN: u64 = 1 << 63;
 
 impl Timestamp {
+    /// Nanoseconds since the Unix epoch.
+    pub const fn from_nanos(ns: i64) -> Self {
+        let ns = if ns == i64::MIN { ns + 1 } else { ns };
+        match NonZeroU64::new(ns.cast_unsigned() ^ SIGN) {
+            Some(bits) => Timestamp(bits),
+            // Unreachable: only i64::MIN maps to zero, and it was moved above.
+            None => Timestamp(NonZeroU64::MAX),
+        }
+    }
+    /// Nanoseconds since the Unix epoch.
+    pub const fn nanos(self) -> i64 {
+        (self.0.get() ^ SIGN).cast_signed()
+    }
     pub fn from_parts(secs: i64, nanos: u32) -> Self {
-        Timestamp(
+        Timestamp::from_nanos(
             secs.saturating_mul(1_000_000_000)
                 .saturating_add(i64::from(nanos)),
         )
     }
     pub fn secs(self) -> i64 {
-        self.0.div_euclid(1_000_000_000)
+        self.nanos().div_euclid(1_000_000_000)
     }
     pub fn subsec_nanos(self) -> u32 {
         // rem_euclid of a positive modulus is in 0..1e9, so it fits in u32.
-        self.0.rem_euclid(1_000_000_000) as u32
+        self.nanos().rem_euclid(1_000_000_000) as u32
     }
     /// Seconds from `earlier` to `self`, as a float (for durations and idle times).
     pub fn seconds_since(self, earlier: Timestamp) -> f64 {
-        (self.0.saturating_sub(earlier.0)) as f64 / 1e9
+        (self.nanos().saturating_sub(earlier.nanos())) as f64 / 1e9
+    }
+}
+
+impl Default for Timestamp {
+    /// The Unix epoch.
+    fn default() -> Self {
+        Timestamp::from_nanos(0)
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Timestamp").field(&self.nanos()).finish()
     }
 }
 
@@ -82,4 +118,31 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// The packet's length on the wire, before any snaplen cut.
     pub orig_len: u32,
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::Timestamp;
+
+    #[test]
+    fn option_is_one_word_and_order_is_kept() {
+        assert_eq!(std::mem::size_of::<Option<Timestamp>>(), 8);
+        let ns = [
+            i64::MIN + 1,
+            -1_000_000_000,
+            -1,
+            0,
+            1,
+            1_700_000_000_000_000_000,
+            i64::MAX,
+        ];
+        for w in ns.windows(2) {
+            let (a, b) = (Timestamp::from_nanos(w[0]), Timestamp::from_nanos(w[1]));
+            assert!(a < b, "{w:?}");
+            assert_eq!((a.nanos(), b.nanos()), (w[0], w[1]));
+        }
+        assert_eq!(Timestamp::from_nanos(i64::MIN).nanos(), i64::MIN + 1);
+        assert_eq!(Timestamp::default().nanos(), 0);
+        assert_eq!(Timestamp::from_parts(-1, 500_000_000).nanos(), -500_000_000);
+    }
 }

@@ -128,7 +128,7 @@ pub fn per_connection(
                 "the server's Sec-WebSocket-Accept does not match the client's key: browsers fail such a connection (1006)".into(),
                 "fix the server or the proxy that rewrites the key or the accept header (RFC 6455 §4.2.2)",
             )
-            .with("accept", got),
+            .with("accept", got.as_str()),
         );
     }
     if let Some((_, _, req)) = &c.handshake.request {
@@ -143,7 +143,7 @@ pub fn per_connection(
                     "the upgrade request lacks `Connection: Upgrade`, as a proxy without WebSocket support forwards it".into(),
                     "configure the proxy to pass Upgrade and Connection (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\")",
                 )
-                .with("connection_header", req.connection.clone().unwrap_or_default()),
+                .with("connection_header", req.connection.as_deref().unwrap_or_default()),
             );
         }
     }

@@ -438,7 +438,7 @@ impl<W: Write> Monitor<W> {
 
     /// Reports every connection whose TCP has ended, linger or not (the capture is stopping).
     pub fn drain(&mut self) -> io::Result<()> {
-        self.tick(Timestamp(i64::MAX))
+        self.tick(Timestamp::from_nanos(i64::MAX))
     }
 
     fn view<'a>(c: &'a Connection) -> View<'a> {
@@ -455,7 +455,10 @@ impl<W: Write> Monitor<W> {
         }
     }
 
-    #[allow(clippy::vec_box, reason = "the analyzer's finished connections, as it hands them out")]
+    #[allow(
+        clippy::vec_box,
+        reason = "the analyzer's finished connections, as it hands them out"
+    )]
     fn report_finished(&mut self, mut batch: Vec<Box<Connection>>) -> io::Result<()> {
         batch.sort_by_key(|c| c.id);
         for c in &batch {
@@ -795,7 +798,7 @@ mod tests {
             let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
             while let Ok(Some(p)) = reader.next_packet() {
                 let p = Packet {
-                    ts: Timestamp(p.ts.0 + shift),
+                    ts: Timestamp::from_nanos(p.ts.nanos() + shift),
                     ..p
                 };
                 // Ticks come from the clock in a live run: one falls between the rounds.

@@ -231,8 +231,8 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
             // connection that ended is still reported once its linger has passed.
             if let Some(last) = monitor.last_packet() {
                 let idle = now_wall.duration_since(last_packet_wall);
-                let now = Timestamp(
-                    last.0
+                let now = Timestamp::from_nanos(
+                    last.nanos()
                         .saturating_add(i64::try_from(idle.as_nanos()).unwrap_or(i64::MAX)),
                 );
                 if let Err(e) = monitor.tick(now) {

@@ -49,7 +49,7 @@ mod tests {
             "2024-01-14T14:46:13.185012000Z"
         );
         assert_eq!(
-            tf.format(Timestamp(5_000), Precision::Micro),
+            tf.format(Timestamp::from_nanos(5_000), Precision::Micro),
             "1970-01-01T00:00:00.000005Z"
         );
     }

@@ -8,19 +8,24 @@ const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Header slots offered to httparse; a message with more is treated as malformed.
 const MAX_HEADERS: usize = 128;
 
+/// Text from a header line. Most values (methods, hosts, versions, `websocket`, `Upgrade`...) are
+/// short and kept inline, not allocated: the upgrade of every finished connection stays in memory
+/// until the report.
+pub type Text = compact_str::CompactString;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpgradeRequest {
-    pub method: String,
-    pub path: String,
-    pub host: Option<String>,
-    pub origin: Option<String>,
-    pub user_agent: Option<String>,
-    pub upgrade: Option<String>,
-    pub connection: Option<String>,
-    pub key: Option<String>,
-    pub version: Option<String>,
-    pub protocols: Option<String>,
-    pub extensions: Option<String>,
+    pub method: Text,
+    pub path: Text,
+    pub host: Option<Text>,
+    pub origin: Option<Text>,
+    pub user_agent: Option<Text>,
+    pub upgrade: Option<Text>,
+    pub connection: Option<Text>,
+    pub key: Option<Text>,
+    pub version: Option<Text>,
+    pub protocols: Option<Text>,
+    pub extensions: Option<Text>,
     /// Bytes of a body announced by Content-Length (skipped, never stored).
     pub body_len: u64,
     /// The capture cut the head short (snaplen or a lost segment): headers after the cut are unknown.
@@ -43,13 +48,13 @@ fn has_token(header: Option<&str>, token: &str) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpgradeResponse {
     pub status: u16,
-    pub reason: String,
-    pub upgrade: Option<String>,
-    pub connection: Option<String>,
-    pub accept: Option<String>,
-    pub protocol: Option<String>,
-    pub extensions: Option<String>,
-    pub server: Option<String>,
+    pub reason: Text,
+    pub upgrade: Option<Text>,
+    pub connection: Option<Text>,
+    pub accept: Option<Text>,
+    pub protocol: Option<Text>,
+    pub extensions: Option<Text>,
+    pub server: Option<Text>,
     pub body_len: u64,
     /// The capture cut the head short: headers after the cut are unknown.
     pub truncated: bool,
@@ -113,14 +118,20 @@ pub enum Parsed<T> {
     Invalid(String),
 }
 
-fn header_value(headers: &[httparse::Header<'_>], name: &str) -> Option<String> {
+fn header_value(headers: &[httparse::Header<'_>], name: &str) -> Option<Text> {
     // Repeated headers are joined with ", " (RFC 9110 §5.3).
-    let values: Vec<String> = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
+    let mut joined: Option<Text> = None;
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        let value = String::from_utf8_lossy(h.value);
+        match &mut joined {
+            None => joined = Some(Text::from(value.trim())),
+            Some(j) => {
+                j.push_str(", ");
+                j.push_str(value.trim());
+            }
+        }
+    }
+    joined
 }
 
 fn content_length(headers: &[httparse::Header<'_>]) -> u64 {
@@ -137,8 +148,8 @@ pub fn parse_request(buf: &[u8]) -> Parsed<UpgradeRequest> {
             let h = &*req.headers;
             Parsed::Complete(
                 UpgradeRequest {
-                    method: req.method.unwrap_or_default().to_owned(),
-                    path: req.path.unwrap_or_default().to_owned(),
+                    method: Text::from(req.method.unwrap_or_default()),
+                    path: Text::from(req.path.unwrap_or_default()),
                     host: header_value(h, "host"),
                     origin: header_value(h, "origin"),
                     user_agent: header_value(h, "user-agent"),
@@ -169,7 +180,7 @@ pub fn parse_response(buf: &[u8]) -> Parsed<UpgradeResponse> {
             Parsed::Complete(
                 UpgradeResponse {
                     status,
-                    reason: resp.reason.unwrap_or_default().to_owned(),
+                    reason: Text::from(resp.reason.unwrap_or_default()),
                     upgrade: header_value(h, "upgrade"),
                     connection: header_value(h, "connection"),
                     accept: header_value(h, "sec-websocket-accept"),
