@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use std::sync::Arc;
 
-use crate::analyzer::{Analyzer, Config};
+use crate::analyzer::{Analysis, Analyzer, Config, Shard};
 use crate::capture::MergedReader;
 use crate::cli::{Cli, Command, Filters, Input};
 use crate::report as printers;
@@ -120,6 +120,102 @@ fn port_of(addr: &str) -> Option<u16> {
     addr.parse::<SocketAddr>().ok().map(|a| a.port())
 }
 
+/// What reading the files said about them (as opposed to the packets).
+struct ReadOutcome {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    time_backwards: u64,
+}
+
+struct Pass {
+    analysis: Analysis,
+    read: ReadOutcome,
+}
+
+/// Feeds every packet of `reader` to `analyzer`. `report`: print read errors on stderr as they come
+/// (one pass of a run does; the others would repeat them) and move the progress bar.
+fn read_all(
+    mut reader: MergedReader,
+    mut analyzer: Analyzer,
+    progress: Option<&indicatif::ProgressBar>,
+    report: bool,
+) -> Pass {
+    let mut errors = Vec::new();
+    let mut since_update = 0u32;
+    loop {
+        since_update += 1;
+        if since_update >= 1 << 16 {
+            since_update = 0;
+            if let Some(bar) = progress.filter(|_| report) {
+                bar.set_position(reader.position());
+            }
+        }
+        // Keys from pcapng Decryption Secrets Blocks, before the packets that follow them.
+        if reader.has_secrets() {
+            for text in reader.take_secrets() {
+                analyzer.add_secrets(&text);
+            }
+        }
+        match reader.next_packet() {
+            Ok(Some(packet)) => analyzer.ingest(&packet),
+            Ok(None) => break,
+            Err(e) => {
+                if report {
+                    eprintln!("wsclose: {}", printers::escape::terminal(&e.to_string()));
+                }
+                errors.push(e.to_string());
+            }
+        }
+    }
+    Pass {
+        analysis: analyzer.finish(),
+        read: ReadOutcome {
+            errors,
+            warnings: reader.warnings().map(str::to_owned).collect(),
+            time_backwards: reader.stats().time_backwards,
+        },
+    }
+}
+
+/// One analyzer per core, each reading all the files and analysing its share of the flows
+/// ([`crate::analyzer::Shard`]); `reader` (already open) is the first one's. Returns the merged
+/// analysis and what the first reader said about the files (every reader reads the same bytes).
+fn read_sharded(
+    reader: MergedReader,
+    files: &[std::path::PathBuf],
+    config: &Config,
+    shards: usize,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<(Analysis, ReadOutcome)> {
+    let count = u32::try_from(shards).unwrap_or(1);
+    let sharded = |index: u32| {
+        Analyzer::new(Config {
+            shard: Some(Shard { index, count }),
+            ..config.clone()
+        })
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..count)
+            .map(|index| {
+                let analyzer = sharded(index);
+                scope.spawn(move || -> Result<Analysis> {
+                    let reader = MergedReader::open(files).context("cannot read the capture")?;
+                    Ok(read_all(reader, analyzer, None, false).analysis)
+                })
+            })
+            .collect();
+        let first = read_all(reader, sharded(0), progress, true);
+        let mut parts = vec![first.analysis];
+        for handle in others {
+            match handle.join() {
+                Ok(part) => parts.push(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok((Analysis::merge(parts), first.read))
+    })
+}
+
 /// Reads every file and hands the report to `emit`. Corruption inside a file is reported (stderr
 /// and the report's `errors`) and makes the run fail (`true` returned), but everything read before
 /// it is still analysed.
@@ -138,7 +234,7 @@ fn analyze(
             ),
         }
     }
-    let mut reader = MergedReader::open(&input.files).context("cannot read the capture")?;
+    let reader = MergedReader::open(&input.files).context("cannot read the capture")?;
     let mut warnings_before = Vec::new();
     let keylog = match &input.keylog {
         Some(path) => {
@@ -161,44 +257,50 @@ fn analyze(
         }
         None => None,
     };
-    let mut analyzer = Analyzer::new(Config {
+    let config = Config {
         keep_non_websocket: filters.all,
         record_events: events,
         keylog,
         ..Config::default()
-    });
-    let mut errors = Vec::new();
+    };
+    let threads = input
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    let shards = if reader.can_read_in_parallel() {
+        threads
+    } else {
+        1
+    };
     let progress = progress_bar(&input.files);
-    let mut since_update = 0u32;
-    loop {
-        since_update += 1;
-        if since_update >= 1 << 16 {
-            since_update = 0;
-            if let Some(bar) = &progress {
-                bar.set_position(reader.position());
-            }
-        }
-        // Keys from pcapng Decryption Secrets Blocks, before the packets that follow them.
-        if reader.has_secrets() {
-            for text in reader.take_secrets() {
-                analyzer.add_secrets(&text);
-            }
-        }
-        match reader.next_packet() {
-            Ok(Some(packet)) => analyzer.ingest(&packet),
-            Ok(None) => break,
-            Err(e) => {
-                eprintln!("wsclose: {}", printers::escape::terminal(&e.to_string()));
-                errors.push(e.to_string());
-            }
-        }
+    let (mut analysis, first) = if shards > 1 {
+        read_sharded(reader, &input.files, &config, shards, progress.as_ref())?
+    } else {
+        let pass = read_all(
+            reader,
+            Analyzer::new(config.clone()),
+            progress.as_ref(),
+            true,
+        );
+        (pass.analysis, pass.read)
+    };
+    if analysis.capped && shards > 1 {
+        // A full flow table (or too many failed attempts) is handled by evicting or dropping
+        // what depends on every flow at once: redo the run with one analyzer, so that the report
+        // is the one a single core gives.
+        let reader = MergedReader::open(&input.files).context("cannot read the capture")?;
+        analysis = read_all(reader, Analyzer::new(config), progress.as_ref(), false).analysis;
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    let ReadOutcome {
+        errors,
+        warnings: reader_warnings,
+        time_backwards: backwards,
+    } = first;
     let mut warnings: Vec<String> = warnings_before;
-    warnings.extend(reader.warnings().map(str::to_owned));
-    let backwards = reader.stats().time_backwards;
+    warnings.extend(reader_warnings);
     if backwards > 0 {
         warnings.push(format!(
             "time went backwards {backwards} time(s) between consecutive packets of a file: times are reported as captured, durations and idle times around those packets may be wrong"
@@ -207,7 +309,6 @@ fn analyze(
     for w in &warnings {
         eprintln!("wsclose: warning: {}", printers::escape::terminal(w));
     }
-    let analysis = analyzer.finish();
     let files: Vec<String> = input
         .files
         .iter()

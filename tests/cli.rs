@@ -294,3 +294,43 @@ fn redact_replaces_addresses_paths_and_names_everywhere() {
     assert_eq!(c["first_rst"]["by"], "client");
     assert!(c["path"].as_str().unwrap().starts_with("/path-"));
 }
+
+/// Every recorded fixture (TLS with keys, pcapng with secrets, SLL2, IPv6, proxies...) and every
+/// public capture: the report split across cores equals the one-core report byte for byte.
+#[test]
+fn threads_do_not_change_any_report() {
+    let mut compared = 0;
+    let mut captures: Vec<std::path::PathBuf> = Vec::new();
+    for dir in [fixture(""), corpus("")] {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let name = p.to_string_lossy().to_string();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if name.ends_with(".pcap") || name.ends_with(".pcapng") {
+                    captures.push(p);
+                }
+            }
+        }
+    }
+    for path in &captures {
+        let keylog = path.with_extension("keylog");
+        let mut args = vec!["analyze", "--all", "--events", "--format", "json"];
+        if keylog.exists() {
+            args.extend(["--keylog", keylog.to_str().unwrap()]);
+        }
+        args.push(path.to_str().unwrap());
+        let with = |threads: &str| {
+            let mut a = args.clone();
+            a.extend(["--threads", threads]);
+            wsclose(&a).stdout
+        };
+        let one = with("1");
+        assert!(!one.is_empty(), "{}", path.display());
+        assert!(with("4") == one, "{}: -j4 differs from -j1", path.display());
+        compared += 1;
+    }
+    assert!(compared > 60, "{compared}");
+}

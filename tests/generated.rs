@@ -20,6 +20,8 @@ const SEED: u64 = 20_240_301;
 const CONNECTIONS: u64 = 300;
 
 struct Run {
+    /// Holds the capture for the tests that run wsclose on it again.
+    dir: tempfile::TempDir,
     stats: capgen::Stats,
     truth: Vec<Value>,
     report: Value,
@@ -48,7 +50,7 @@ fn run() -> &'static Run {
         )
         .expect("generate");
         let out = Command::new(env!("CARGO_BIN_EXE_wsclose"))
-            .args(["analyze", "--format", "json"])
+            .args(["analyze", "--format", "json", "--threads", "1"])
             .arg(&pcap)
             .output()
             .expect("run wsclose");
@@ -76,6 +78,7 @@ fn run() -> &'static Run {
             by_endpoints.entry(key).or_default().push(c.clone());
         }
         Run {
+            dir,
             stats,
             truth,
             report,
@@ -309,4 +312,32 @@ fn the_generator_is_deterministic() {
         Vec::new(),
     );
     assert!(other.is_ok());
+}
+
+/// Split across cores, the flows are analysed by separate analyzers that each read the whole
+/// capture; their merged analysis must print the one-core report byte for byte (numbering, order,
+/// counts, diagnoses across connections), in every format that lists connections.
+#[test]
+fn several_cores_print_the_same_report_byte_for_byte() {
+    let run = run();
+    let pcap = run.dir.path().join("generated.pcap");
+    for format in ["json", "jsonl", "csv", "table"] {
+        let print = |threads: &str| {
+            let out = Command::new(env!("CARGO_BIN_EXE_wsclose"))
+                .args(["analyze", "--all", "--format", format, "--threads", threads])
+                .arg(&pcap)
+                .output()
+                .expect("run wsclose");
+            assert!(out.status.success(), "{format} -j{threads}");
+            out.stdout
+        };
+        let one = print("1");
+        assert!(one.len() > 10_000, "{format}: {} bytes", one.len());
+        for threads in ["2", "3", "8"] {
+            assert!(
+                print(threads) == one,
+                "{format}: -j{threads} differs from -j1"
+            );
+        }
+    }
 }

@@ -106,3 +106,49 @@ fn lazy_report_prints_the_same_bytes() {
     }
     assert!(compared > 100, "{compared}");
 }
+
+/// Shards really split the flows (each gets some connections), and merged they are the analysis
+/// of one analyzer: same report.
+#[test]
+fn shards_merge_into_the_single_analysis() {
+    use wsclose::analyzer::{Analysis, Shard};
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag-reconnect-storm.pcap");
+    let analyse = |shard: Option<Shard>| {
+        let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+        let mut analyzer = Analyzer::new(Config {
+            shard,
+            keep_non_websocket: true,
+            ..Config::default()
+        });
+        while let Some(p) = reader.next_packet().unwrap() {
+            analyzer.ingest(&p);
+        }
+        analyzer.finish()
+    };
+    let files = vec![path.display().to_string()];
+    let report = |analysis: &Analysis| {
+        let opts = BuildOptions {
+            files: &files,
+            warnings: vec![],
+            errors: vec![],
+            time: TimeFormat::default(),
+            all: true,
+        };
+        serde_json::to_string(&model::build(analysis, opts, |_| true)).unwrap()
+    };
+    let single = analyse(None);
+    assert!(
+        single.connections.len() >= 6,
+        "{}",
+        single.connections.len()
+    );
+    let parts: Vec<Analysis> = (0..3)
+        .map(|index| analyse(Some(Shard { index, count: 3 })))
+        .collect();
+    for (i, p) in parts.iter().enumerate() {
+        assert!(!p.connections.is_empty(), "shard {i} got no connection");
+        assert!(p.connections.len() < single.connections.len());
+    }
+    assert_eq!(report(&Analysis::merge(parts)), report(&single));
+}

@@ -42,6 +42,28 @@ pub struct Config {
     pub keylog: Option<Arc<KeyLog>>,
     /// Queue [`Notice`]s as facts are seen (live capture collects them with `take_notices`).
     pub notices: bool,
+    /// Analyse only this share of the flows (one of several analyzers over the same packets, one
+    /// per core): see [`Shard`].
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` analyzers that each see every packet but analyse only the flows whose key hashes
+/// to `index`. Shard 0 also counts what belongs to no flow (packets, bytes, skipped packets, first
+/// and last times). [`Analysis::merge`] puts the shards' analyses back together into exactly what
+/// one analyzer would have found (unless a shard hit a cap: [`Analysis::capped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    fn owns(self, key: &FlowKey) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(key);
+        // The high bits are the well-mixed ones of an Fx hash.
+        ((h >> 32) * u64::from(self.count)) >> 32 == u64::from(self.index)
+    }
 }
 
 impl Default for Config {
@@ -53,6 +75,7 @@ impl Default for Config {
             record_events: false,
             notices: false,
             keylog: None,
+            shard: None,
         }
     }
 }
@@ -77,9 +100,33 @@ pub struct PacketStats {
 }
 
 /// Flow key independent of direction: the two endpoints in a fixed order.
-type FlowKey = (SocketAddr, SocketAddr);
+type FlowKey = (Endpoint, Endpoint);
+
+/// An address and port as plain integers: hashed and compared in a few instructions, where a
+/// `SocketAddr` (an enum of two layouts) costs a branchy field-by-field hash on every packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Endpoint {
+    ip: u128,
+    /// The port, with bit 16 set for IPv4 (so that an IPv4 address never equals the IPv6
+    /// address with the same 128-bit value).
+    port: u32,
+}
+
+fn endpoint(a: SocketAddr) -> Endpoint {
+    match a {
+        SocketAddr::V4(v4) => Endpoint {
+            ip: u128::from(u32::from(*v4.ip())),
+            port: u32::from(v4.port()) | 1 << 16,
+        },
+        SocketAddr::V6(v6) => Endpoint {
+            ip: u128::from(*v6.ip()),
+            port: u32::from(v6.port()),
+        },
+    }
+}
 
 fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
+    let (a, b) = (endpoint(a), endpoint(b));
     if a <= b { (a, b) } else { (b, a) }
 }
 
@@ -99,6 +146,14 @@ pub struct Analyzer {
     #[allow(clippy::vec_box, reason = "a connection is large; see above")]
     done: Vec<Box<Connection>>,
     next_id: u64,
+    /// Packets seen so far, this one included (every shard sees every packet, so it is the same
+    /// count in all of them).
+    packet_index: u64,
+    /// Sharded: the packet index at which each connection of this shard was created, in order
+    /// (including the ones not kept), for numbering connections across shards.
+    created: Vec<u64>,
+    /// A cap was hit (flow table full, or failed attempts kept): see [`Analysis::capped`].
+    capped: bool,
     pub stats: PacketStats,
 }
 
@@ -107,6 +162,61 @@ pub struct Analysis {
     /// Connections in order of id.
     pub connections: Vec<Box<Connection>>,
     pub stats: PacketStats,
+    /// Sharded analyzers: see [`Analyzer::created`]. Empty otherwise.
+    pub created: Vec<u64>,
+    /// The flow table filled up or the failed attempts kept reached their cap. What is evicted or
+    /// dropped then depends on the other flows in the same table, so shards would not add up to
+    /// one analyzer's result: the run must be redone with one analyzer for an identical report.
+    pub capped: bool,
+}
+
+impl Analysis {
+    /// Puts the analyses of all the shards of one run together (in shard order): the same
+    /// connections, numbered in order of first packet across all shards, and the same counts as
+    /// one analyzer over all the flows.
+    pub fn merge(mut parts: Vec<Analysis>) -> Analysis {
+        let created: Vec<Vec<u64>> = parts
+            .iter_mut()
+            .map(|p| std::mem::take(&mut p.created))
+            .collect();
+        let mut stats = PacketStats::default();
+        let mut connections = Vec::new();
+        let mut capped = false;
+        for part in parts {
+            let st = part.stats;
+            stats.packets += st.packets;
+            stats.bytes += st.bytes;
+            stats.tcp_segments += st.tcp_segments;
+            for (k, v) in st.skipped {
+                *stats.skipped.entry(k).or_default() += v;
+            }
+            stats.truncated += st.truncated;
+            stats.first = [stats.first, st.first].into_iter().flatten().min();
+            stats.last = [stats.last, st.last].into_iter().flatten().max();
+            stats.precision = stats.precision.max(st.precision);
+            stats.evicted_flows += st.evicted_flows;
+            stats.tcp_connections += st.tcp_connections;
+            stats.lone_syns += st.lone_syns;
+            capped |= part.capped;
+            connections.extend(part.connections);
+        }
+        // In a shard a connection's id is the index of the packet that created it; its id in the
+        // whole run is how many connections, in all shards, were created before that packet.
+        for c in &mut connections {
+            let at = c.id;
+            c.id = created
+                .iter()
+                .map(|list| list.partition_point(|&i| i < at) as u64)
+                .sum();
+        }
+        connections.sort_by_key(|c| c.id);
+        Analysis {
+            connections,
+            stats,
+            created: Vec::new(),
+            capped,
+        }
+    }
 }
 
 impl Analyzer {
@@ -119,29 +229,44 @@ impl Analyzer {
             ids: FxHashMap::default(),
             done: Vec::new(),
             next_id: 0,
+            packet_index: 0,
+            created: Vec::new(),
+            capped: false,
             stats: PacketStats::default(),
         }
     }
 
     pub fn ingest(&mut self, packet: &Packet<'_>) {
+        self.packet_index += 1;
+        // Sharded, only shard 0 counts what is not per flow.
+        let counts_packets = self.config.shard.is_none_or(|s| s.index == 0);
         let stats = &mut self.stats;
-        stats.packets += 1;
-        stats.bytes += packet.data.len() as u64;
-        if (packet.data.len() as u64) < u64::from(packet.orig_len) {
-            stats.truncated += 1;
+        if counts_packets {
+            stats.packets += 1;
+            stats.bytes += packet.data.len() as u64;
+            if (packet.data.len() as u64) < u64::from(packet.orig_len) {
+                stats.truncated += 1;
+            }
+            stats.first = Some(stats.first.map_or(packet.ts, |t| t.min(packet.ts)));
+            stats.last = Some(stats.last.map_or(packet.ts, |t| t.max(packet.ts)));
+            stats.precision = stats.precision.max(packet.precision);
         }
-        stats.first = Some(stats.first.map_or(packet.ts, |t| t.min(packet.ts)));
-        stats.last = Some(stats.last.map_or(packet.ts, |t| t.max(packet.ts)));
-        stats.precision = stats.precision.max(packet.precision);
         let seg = match decode::decode(packet.linktype, packet.data) {
             Ok(seg) => seg,
             Err(skip) => {
-                *stats.skipped.entry(skip).or_default() += 1;
+                if counts_packets {
+                    *stats.skipped.entry(skip).or_default() += 1;
+                }
                 return;
             }
         };
-        stats.tcp_segments += 1;
         let key = flow_key(seg.src, seg.dst);
+        if let Some(shard) = self.config.shard
+            && !shard.owns(&key)
+        {
+            return;
+        }
+        stats.tcp_segments += 1;
         if let Some(conn) = self.flows.get_mut(&key) {
             if conn.is_reused_by(&seg) {
                 if let Some(mut old) = self.flows.remove(&key) {
@@ -160,8 +285,17 @@ impl Analyzer {
         if self.flows.len() >= self.config.max_flows {
             self.evict_idle();
         }
+        // Sharded, a connection is numbered by the packet that created it until the shards are
+        // merged (`Analysis::merge`).
+        let id = match self.config.shard {
+            Some(_) => {
+                self.created.push(self.packet_index);
+                self.packet_index
+            }
+            None => self.next_id,
+        };
         let mut conn = Box::new(Connection::new(
-            self.next_id,
+            id,
             &seg,
             packet.ts,
             packet.precision,
@@ -193,6 +327,7 @@ impl Analyzer {
             .iter()
             .map(|(k, c)| (c.is_decoding(), c.last_packet, *k))
             .collect();
+        self.capped = true;
         let n = (by_age.len() / 10).max(1);
         by_age.select_nth_unstable(n - 1);
         for (_, _, key) in by_age.into_iter().take(n) {
@@ -217,6 +352,7 @@ impl Analyzer {
             self.stats.lone_syns += 1;
         }
         let attempt = evidence && self.attempts_kept < MAX_FAILED_ATTEMPTS_KEPT;
+        self.capped |= evidence && !attempt;
         if self.config.keep_non_websocket || conn.is_websocket() || attempt {
             self.attempts_kept += u64::from(attempt);
             self.done.push(conn);
@@ -283,6 +419,8 @@ impl Analyzer {
         Analysis {
             connections: self.done,
             stats: self.stats,
+            created: self.created,
+            capped: self.capped,
         }
     }
 }

@@ -121,6 +121,14 @@ impl MergedReader {
             .collect()
     }
 
+    /// Whether every file can be read again cheaply by another reader: regular files, not stdin
+    /// and not gzip (which several readers would each decompress whole).
+    pub fn can_read_in_parallel(&self) -> bool {
+        self.files
+            .iter()
+            .all(|f| !f.is_gzip() && f.path() != std::path::Path::new("-"))
+    }
+
     /// Bytes read so far, summed over all files (decompressed bytes for gzip input).
     pub fn position(&self) -> u64 {
         self.files.iter().map(|f| f.offset()).sum()

@@ -60,6 +60,10 @@ pub fn streams(format: Format) -> bool {
 /// Prints a report whose connections are built as they are printed: the same bytes as [`write`]
 /// for the formats that [`streams`] accepts, and for the others the whole report built first.
 pub fn write_lazy(report: LazyReport<'_>, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    // serde_json writes a report in many small pieces: through `dyn Write` each is a call that
+    // cannot be inlined. A buffer of a known type takes them at the cost of a copy.
+    let mut buffered = io::BufWriter::with_capacity(1 << 16, out);
+    let out = &mut buffered;
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -74,7 +78,8 @@ pub fn write_lazy(report: LazyReport<'_>, format: Format, out: &mut dyn Write) -
         }
         Format::Csv => write_csv(report.connections(), out),
         _ => write(&report.into_report(), format, out),
-    }
+    }?;
+    buffered.flush()
 }
 
 fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(
