@@ -4,8 +4,12 @@
 #
 #   bench/run.sh            # everything (captures are generated once, cached in target/bench/)
 #   RUNS=9 bench/run.sh     # more timed runs per measurement (best and median are reported)
-#   NO_TSHARK=1 bench/run.sh   # TSHARK_RUNS=N: tshark runs per setting (3)
+#   NO_TSHARK=1 bench/run.sh   # TSHARK_RUNS=N: tshark runs per setting on 100 MiB (3);
+#                              # TSHARK_1G_RUNS=N on 1 GiB (1; 0 skips it: ~1 min and ~3 GiB each)
 #
+# wsclose is timed on one core (`--threads 1`: the targets are per core) and on all cores (`--threads
+# $(nproc)`: flows split across analyzers), with one file and with the 1 GiB capture cut into 4
+# rotated files (editcap); the reports of both must be the same bytes.
 # Wall and CPU time (user + system): bench/measure.py (perf_counter and getrusage, µs resolution).
 # Peak RSS: GNU time's %M (`/usr/bin/time`, the `time` package; installed with apt when missing).
 # On a shared machine the CPU time is the steadier figure.
@@ -59,16 +63,17 @@ median() {
 best() { awk -v c="${2:-1}" 'NR==1 || $c<m {m=$c} END {printf "%.3f", m}' "$BENCH_DIR/$1.runs"; }
 maxrss() { awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$BENCH_DIR/$1.runs"; }
 
-declare -A SIZE PACKETS CONNS WS_T WS_C WS_RSS FL_T FL_C FL_RSS EXACT WS_TM FL_TM WS_CM FL_CM
+declare -A SIZE PACKETS CONNS WS_T WS_C WS_RSS FL_T FL_C FL_RSS EXACT WS_TM FL_TM WS_CM FL_CM SAME_MC
 for spec in "${SIZES[@]}"; do
     read -r name _ _ <<<"$spec"
     pcap="$BENCH_DIR/gen-$name.pcap"
     SIZE[$name]=$(stat -c %s "$pcap")
     cat "$pcap" >/dev/null
-    rm -f "$BENCH_DIR/wsclose-$name.runs" "$BENCH_DIR/floor-$name.runs"
+    rm -f "$BENCH_DIR/wsclose-$name.runs" "$BENCH_DIR/floor-$name.runs" "$BENCH_DIR/wsclose-mc-$name.runs"
     for _ in $(seq "$RUNS"); do
         run "floor-$name" "$FLOOR" "$pcap"
-        run "wsclose-$name" "$WSCLOSE" analyze --format json "$pcap"
+        run "wsclose-$name" "$WSCLOSE" analyze --threads 1 --format json "$pcap"
+        run "wsclose-mc-$name" "$WSCLOSE" analyze --threads "$(nproc)" --format json "$pcap"
     done
     WS_T[$name]=$(best "wsclose-$name")
     WS_C[$name]=$(best "wsclose-$name" 3)
@@ -83,13 +88,44 @@ for spec in "${SIZES[@]}"; do
     CONNS[$name]=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['connections']))" "$pcap.truth.json")
     PACKETS[$name]=$("$FLOOR" "$pcap" | sed -E 's/.*packets=([0-9]+).*/\1/')
     # Exactness: the report against the generator's truth.
-    "$WSCLOSE" analyze --format json "$pcap" >"$BENCH_DIR/report-$name.json"
+    "$WSCLOSE" analyze --threads 1 --format json "$pcap" >"$BENCH_DIR/report-$name.json"
+    "$WSCLOSE" analyze --threads "$(nproc)" --format json "$pcap" >"$BENCH_DIR/report-mc-$name.json"
+    if cmp -s "$BENCH_DIR/report-$name.json" "$BENCH_DIR/report-mc-$name.json"; then
+        SAME_MC[$name]="identical"
+    else
+        SAME_MC[$name]="DIFFERENT"
+    fi
     if python3 bench/compare_truth.py "$BENCH_DIR/report-$name.json" "$pcap.truth.json" >"$BENCH_DIR/exact-$name.txt"; then
         EXACT[$name]="exact"
     else
         EXACT[$name]="NOT exact"
     fi
 done
+
+# Several files (a rotated capture): the 1 GiB capture cut into 4 files by editcap (from tshark's
+# package), read one core vs all cores; the report must be the same bytes.
+MULTI=""
+if command -v editcap >/dev/null; then
+    parts="$BENCH_DIR/rotated"
+    if [[ ! -s "$parts.done" ]]; then
+        rm -f "$parts"_*.pcap
+        editcap -F pcap -c "$(( ${PACKETS[1GiB]} / 4 + 1 ))" "$BENCH_DIR/gen-1GiB.pcap" "$parts.pcap"
+        ls "$parts"_*.pcap >"$parts.done"
+    fi
+    mapfile -t files <"$parts.done"
+    cat "${files[@]}" >/dev/null
+    rm -f "$BENCH_DIR/files-1.runs" "$BENCH_DIR/files-mc.runs"
+    for _ in $(seq "$RUNS"); do
+        run files-1 "$WSCLOSE" analyze --threads 1 --format json "${files[@]}"
+        run files-mc "$WSCLOSE" analyze --threads "$(nproc)" --format json "${files[@]}"
+    done
+    "$WSCLOSE" analyze --threads 1 --format json "${files[@]}" >"$BENCH_DIR/files-1.json"
+    "$WSCLOSE" analyze --threads "$(nproc)" --format json "${files[@]}" >"$BENCH_DIR/files-mc.json"
+    same=$(cmp -s "$BENCH_DIR/files-1.json" "$BENCH_DIR/files-mc.json" && echo identical || echo DIFFERENT)
+    MULTI=$(printf "%d files (the 1 GiB capture cut by editcap): one core %.3f s, %d cores %.3f s (%.2f× faster), CPU %.3f s vs %.3f s; report %s" \
+        "${#files[@]}" "$(best files-1)" "$(nproc)" "$(best files-mc)" "$(echo "$(best files-1) / $(best files-mc)" | bc -l)" \
+        "$(best files-1 3)" "$(best files-mc 3)" "$same")
+fi
 
 mb() { echo "$1 / 1000000" | bc -l; }
 {
@@ -111,8 +147,25 @@ mb() { echo "$1 / 1000000" | bc -l; }
             "$(echo "${WS_RSS[$name]} / 1024" | bc -l)" "$(echo "${FL_RSS[$name]} / 1024" | bc -l)" "${EXACT[$name]}"
     done
     echo
+    echo "Several cores (\`--threads $(nproc)\`, flows split across analyzers; the one-core figures above are \`--threads 1\`):"
+    echo
+    echo "| file | wall s | MB/s | × one core (wall) | / floor (wall) | CPU s | peak RSS | report vs one core |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    for spec in "${SIZES[@]}"; do
+        read -r name _ _ <<<"$spec"
+        mt=$(best "wsclose-mc-$name")
+        printf "| %s | %.3f (%.3f) | %.0f | %.2f× faster | %.1f× | %.3f | %.1f MiB | %s |\n" \
+            "$name" "$mt" "$(median "wsclose-mc-$name")" "$(echo "$(mb "${SIZE[$name]}") / $mt" | bc -l)" \
+            "$(echo "${WS_T[$name]} / $mt" | bc -l)" "$(echo "$mt / ${FL_T[$name]}" | bc -l)" \
+            "$(best "wsclose-mc-$name" 3)" "$(echo "$(maxrss "wsclose-mc-$name") / 1024" | bc -l)" "${SAME_MC[$name]}"
+    done
+    echo
     echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
+    if [[ -n "$MULTI" ]]; then
+        echo "$MULTI"
+        echo
+    fi
     printf "wsclose peak RSS(1GiB) - RSS(100MiB) = %.1f MiB\n" "$(echo "(${WS_RSS[1GiB]} - ${WS_RSS[100MiB]}) / 1024" | bc -l)"
     echo
     for spec in "${SIZES[@]}"; do
@@ -123,39 +176,45 @@ mb() { echo "$1 / 1000000" | bc -l; }
 } | tee "$BENCH_DIR/results.md"
 
 if [[ -z "${NO_TSHARK:-}" ]] && command -v tshark >/dev/null; then
-    pcap="$BENCH_DIR/gen-100MiB.pcap"
     # tshark 4.0 names the close code websocket.payload.close.status_code (websocket.close.code is not
     # a field there). Out-of-order segments are reassembled only with tcp.reassemble_out_of_order,
     # without which tshark misses close frames behind a swapped pair and decodes garbage as frames.
     fields=(-T fields -e frame.time_epoch -e websocket.payload.close.status_code)
-    # tshark_run LABEL [OPTIONS...]: best wall and CPU seconds of $TSHARK_RUNS close-frame extractions
+    # tshark_run NAME RUNS LABEL [OPTIONS...]: best wall and CPU seconds of RUNS close-frame
+    # extractions on gen-NAME.pcap, peak RSS and the number of close-frame lines printed
     tshark_run() {
-        local label=$1
-        shift
-        local wall cpu bw="" bc=""
-        for _ in $(seq "${TSHARK_RUNS:-3}"); do
-            read -r wall cpu < <(python3 bench/measure.py --out "$BENCH_DIR/tshark-$label.tsv" \
-                /usr/bin/time -f '%M' -o "$BENCH_DIR/tshark-$label.rss" \
+        local name=$1 runs=$2 label=$3
+        shift 3
+        local wall cpu bw="" bc="" pcap="$BENCH_DIR/gen-$name.pcap"
+        for _ in $(seq "$runs"); do
+            read -r wall cpu < <(python3 bench/measure.py --out "$BENCH_DIR/tshark-$label-$name.tsv" \
+                /usr/bin/time -f '%M' -o "$BENCH_DIR/tshark-$label-$name.rss" \
                 tshark "$@" -r "$pcap" -Y 'websocket.opcode == 8' "${fields[@]}" 2>/dev/null)
             if [[ -z "$bw" ]] || (($(echo "$wall < $bw" | bc -l))); then bw=$wall; fi
             if [[ -z "$bc" ]] || (($(echo "$cpu < $bc" | bc -l))); then bc=$cpu; fi
         done
-        echo "$bw $bc $(cat "$BENCH_DIR/tshark-$label.rss") $(wc -l <"$BENCH_DIR/tshark-$label.tsv")"
+        echo "$bw $bc $(cat "$BENCH_DIR/tshark-$label-$name.rss") $(wc -l <"$BENCH_DIR/tshark-$label-$name.tsv")"
     }
-    read -r dw dc drss dn <<<"$(tshark_run default)"
-    read -r ow oc orss on <<<"$(tshark_run ooo -o tcp.reassemble_out_of_order:TRUE)"
-    closes=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['connections']; print(sum((c['first_close'] is not None) + (c['close_reply'] is not None) for c in t))" "$pcap.truth.json")
+    # TSHARK_RUNS: runs per setting on 100 MiB (3); TSHARK_1G_RUNS on 1 GiB (1: about a minute each,
+    # and ~3 GiB of memory). TSHARK_1G_RUNS=0 skips 1 GiB.
+    for spec in "100MiB ${TSHARK_RUNS:-3}" "1GiB ${TSHARK_1G_RUNS:-1}"; do
+        read -r name runs <<<"$spec"
+        ((runs > 0)) || continue
+        read -r dw dc drss dn <<<"$(tshark_run "$name" "$runs" default)"
+        read -r ow oc orss on <<<"$(tshark_run "$name" "$runs" ooo -o tcp.reassemble_out_of_order:TRUE)"
+        closes=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['connections']; print(sum((c['first_close'] is not None) + (c['close_reply'] is not None) for c in t))" "$BENCH_DIR/gen-$name.pcap.truth.json")
+        {
+            echo
+            echo "tshark $(tshark -v 2>/dev/null | head -1 | awk '{print $3}') on $name, close-frame extraction, best of $runs, against wsclose's best on one core (close frames in the truth: $closes):"
+            printf "    default options:                  wall %.1f s (%.0f× wsclose), CPU %.1f s (%.0f× wsclose), peak RSS %.0f MiB, %d close-frame lines\n" \
+                "$dw" "$(echo "$dw / ${WS_T[$name]}" | bc -l)" "$dc" "$(echo "$dc / ${WS_C[$name]}" | bc -l)" "$(echo "$drss / 1024" | bc -l)" "$dn"
+            printf "    tcp.reassemble_out_of_order:TRUE: wall %.1f s (%.0f× wsclose), CPU %.1f s (%.0f× wsclose), peak RSS %.0f MiB, %d close-frame lines\n" \
+                "$ow" "$(echo "$ow / ${WS_T[$name]}" | bc -l)" "$oc" "$(echo "$oc / ${WS_C[$name]}" | bc -l)" "$(echo "$orss / 1024" | bc -l)" "$on"
+        } | tee -a "$BENCH_DIR/results.md"
+    done
     {
         echo
-        echo "tshark $(tshark -v 2>/dev/null | head -1 | awk '{print $3}') on 100MiB, close-frame extraction, best of ${TSHARK_RUNS:-3} against wsclose's best (close frames in the truth: $closes):"
-        printf "    default options:                  wall %.1f s (%.0f× wsclose), CPU %.1f s (%.0f× wsclose), peak RSS %.0f MiB, %d close-frame lines\n" \
-            "$dw" "$(echo "$dw / ${WS_T[100MiB]}" | bc -l)" "$dc" "$(echo "$dc / ${WS_C[100MiB]}" | bc -l)" "$(echo "$drss / 1024" | bc -l)" "$dn"
-        printf "    tcp.reassemble_out_of_order:TRUE: wall %.1f s (%.0f× wsclose), CPU %.1f s (%.0f× wsclose), peak RSS %.0f MiB, %d close-frame lines\n" \
-            "$ow" "$(echo "$ow / ${WS_T[100MiB]}" | bc -l)" "$oc" "$(echo "$oc / ${WS_C[100MiB]}" | bc -l)" "$(echo "$orss / 1024" | bc -l)" "$on"
-        printf "    1GiB, EXTRAPOLATED linearly from 100MiB (not measured): ~%.0f s wall with out-of-order reassembly\n" \
-            "$(echo "$ow * ${SIZE[1GiB]} / ${SIZE[100MiB]}" | bc -l)"
-        echo
         echo "the generator's truth on 100MiB against tshark (bench/truth_vs_tshark.py, wsclose not involved):"
-        python3 bench/truth_vs_tshark.py "$pcap" "$pcap.truth.json" | sed 's/^/    /' || true
+        python3 bench/truth_vs_tshark.py "$BENCH_DIR/gen-100MiB.pcap" "$BENCH_DIR/gen-100MiB.pcap.truth.json" | sed 's/^/    /' || true
     } | tee -a "$BENCH_DIR/results.md"
 fi

@@ -497,7 +497,9 @@ impl Connection {
                     d.retrans_streak_since.get_or_insert(ts);
                 }
             }
-            if seg.flags.ack && !seg.flags.rst {
+            // Nearly every packet carries an ACK, and nearly never is anything held behind a hole
+            // on the other side for it to release: check before the bookkeeping of a feed.
+            if seg.flags.ack && !seg.flags.rst && live.reassembly[other].holds_segments() {
                 self.feed(&mut live, other, ts, |r, out| r.acked(seg.ack, out));
             }
             self.live = Some(live);
