@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 
 use std::sync::Arc;
 
-use crate::analyzer::{Analysis, Analyzer, Config, Shard};
+use crate::analyzer::{Analysis, Analyzer, Config};
 use crate::capture::MergedReader;
 use crate::cli::{Cli, Command, Filters, Input};
+use crate::parallel::{self, PacketSink};
 use crate::report as printers;
 use crate::report::model::{self, ConnectionReport, LazyReport, Outcome};
 use crate::report::time::TimeFormat;
@@ -120,6 +121,9 @@ fn port_of(addr: &str) -> Option<u16> {
     addr.parse::<SocketAddr>().ok().map(|a| a.port())
 }
 
+/// Threads at most: past a few, the one reading thread is the limit.
+const MAX_THREADS: usize = 16;
+
 /// What reading the files said about them (as opposed to the packets).
 struct ReadOutcome {
     errors: Vec<String>,
@@ -127,19 +131,14 @@ struct ReadOutcome {
     time_backwards: u64,
 }
 
-struct Pass {
-    analysis: Analysis,
-    read: ReadOutcome,
-}
-
-/// Feeds every packet of `reader` to `analyzer`. `report`: print read errors on stderr as they come
-/// (one pass of a run does; the others would repeat them) and move the progress bar.
+/// Feeds every packet of `reader` to `sink`. `report`: print read errors on stderr as they come
+/// and move the progress bar (a second pass over the same files does neither).
 fn read_all(
     mut reader: MergedReader,
-    mut analyzer: Analyzer,
+    sink: &mut dyn PacketSink,
     progress: Option<&indicatif::ProgressBar>,
     report: bool,
-) -> Pass {
+) -> ReadOutcome {
     let mut errors = Vec::new();
     let mut since_update = 0u32;
     loop {
@@ -153,11 +152,11 @@ fn read_all(
         // Keys from pcapng Decryption Secrets Blocks, before the packets that follow them.
         if reader.has_secrets() {
             for text in reader.take_secrets() {
-                analyzer.add_secrets(&text);
+                sink.secrets(&text);
             }
         }
-        match reader.next_packet() {
-            Ok(Some(packet)) => analyzer.ingest(&packet),
+        match reader.next_packet_shared() {
+            Ok(Some(shared)) => sink.packet(&shared.packet, shared.buffer, shared.at),
             Ok(None) => break,
             Err(e) => {
                 if report {
@@ -167,53 +166,30 @@ fn read_all(
             }
         }
     }
-    Pass {
-        analysis: analyzer.finish(),
-        read: ReadOutcome {
-            errors,
-            warnings: reader.warnings().map(str::to_owned).collect(),
-            time_backwards: reader.stats().time_backwards,
-        },
+    ReadOutcome {
+        errors,
+        warnings: reader.warnings().map(str::to_owned).collect(),
+        time_backwards: reader.stats().time_backwards,
     }
 }
 
-/// One analyzer per core, each reading all the files and analysing its share of the flows
-/// ([`crate::analyzer::Shard`]); `reader` (already open) is the first one's. Returns the merged
-/// analysis and what the first reader said about the files (every reader reads the same bytes).
-fn read_sharded(
+/// Reads the files once, on one core or with the flows analysed on `threads - 1` other cores.
+fn read_and_analyse(
     reader: MergedReader,
-    files: &[std::path::PathBuf],
     config: &Config,
-    shards: usize,
+    threads: usize,
     progress: Option<&indicatif::ProgressBar>,
-) -> Result<(Analysis, ReadOutcome)> {
-    let count = u32::try_from(shards).unwrap_or(1);
-    let sharded = |index: u32| {
-        Analyzer::new(Config {
-            shard: Some(Shard { index, count }),
-            ..config.clone()
+    report: bool,
+) -> (ReadOutcome, Analysis) {
+    if threads > 1 {
+        parallel::analyse_in_parallel(config, threads - 1, |sink| {
+            read_all(reader, sink, progress, report)
         })
-    };
-    std::thread::scope(|scope| {
-        let others: Vec<_> = (1..count)
-            .map(|index| {
-                let analyzer = sharded(index);
-                scope.spawn(move || -> Result<Analysis> {
-                    let reader = MergedReader::open(files).context("cannot read the capture")?;
-                    Ok(read_all(reader, analyzer, None, false).analysis)
-                })
-            })
-            .collect();
-        let first = read_all(reader, sharded(0), progress, true);
-        let mut parts = vec![first.analysis];
-        for handle in others {
-            match handle.join() {
-                Ok(part) => parts.push(part?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        Ok((Analysis::merge(parts), first.read))
-    })
+    } else {
+        let mut analyzer = Analyzer::new(config.clone());
+        let read = read_all(reader, &mut analyzer, progress, report);
+        (read, analyzer.finish())
+    }
 }
 
 /// Reads every file and hands the report to `emit`. Corruption inside a file is reported (stderr
@@ -266,30 +242,16 @@ fn analyze(
     let threads = input
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, 64);
-    let shards = if reader.can_read_in_parallel() {
-        threads
-    } else {
-        1
-    };
+        .clamp(1, MAX_THREADS);
     let progress = progress_bar(&input.files);
-    let (mut analysis, first) = if shards > 1 {
-        read_sharded(reader, &input.files, &config, shards, progress.as_ref())?
-    } else {
-        let pass = read_all(
-            reader,
-            Analyzer::new(config.clone()),
-            progress.as_ref(),
-            true,
-        );
-        (pass.analysis, pass.read)
-    };
-    if analysis.capped && shards > 1 {
+    let again = reader.can_read_again();
+    let (first, mut analysis) = read_and_analyse(reader, &config, threads, progress.as_ref(), true);
+    if analysis.capped && threads > 1 && again {
         // A full flow table (or too many failed attempts) is handled by evicting or dropping
         // what depends on every flow at once: redo the run with one analyzer, so that the report
-        // is the one a single core gives.
+        // is the one a single core gives. (Stdin cannot be read twice: it keeps the split run.)
         let reader = MergedReader::open(&input.files).context("cannot read the capture")?;
-        analysis = read_all(reader, Analyzer::new(config), progress.as_ref(), false).analysis;
+        analysis = read_and_analyse(reader, &config, 1, None, false).1;
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();

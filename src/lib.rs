@@ -14,6 +14,7 @@ pub mod cli;
 pub mod decode;
 pub mod diagnosis;
 pub mod live;
+pub mod parallel;
 pub mod report;
 pub mod tcp;
 pub mod tls;

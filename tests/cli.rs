@@ -333,4 +333,45 @@ fn threads_do_not_change_any_report() {
         compared += 1;
     }
     assert!(compared > 60, "{compared}");
+
+    // Several files merged in time order, stdin and gzip: the same bytes on one core and on four.
+    let (a, b) = (
+        fixture("diag-reconnect-storm.pcap"),
+        fixture("nginx-idle-timeout.pcap"),
+    );
+    let two = |threads: &str| {
+        wsclose(&[
+            "analyze",
+            "--format",
+            "json",
+            "--threads",
+            threads,
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ])
+        .stdout
+    };
+    assert!(two("4") == two("1"));
+    let bytes = std::fs::read(&a).unwrap();
+    let stdin = |threads: &str| {
+        wsclose_stdin(&["analyze", "--format", "json", "-j", threads, "-"], &bytes).stdout
+    };
+    assert!(stdin("4") == stdin("1"));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gz_path = dir.path().join("storm.pcap.gz");
+    std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
+    let gzip = |threads: &str| {
+        wsclose(&[
+            "analyze",
+            "--format",
+            "csv",
+            "-j",
+            threads,
+            gz_path.to_str().unwrap(),
+        ])
+        .stdout
+    };
+    assert!(gzip("4") == gzip("1") && gzip("1").len() > 200);
 }

@@ -107,25 +107,68 @@ fn lazy_report_prints_the_same_bytes() {
     assert!(compared > 100, "{compared}");
 }
 
-/// Shards really split the flows (each gets some connections), and merged they are the analysis
-/// of one analyzer: same report.
+/// Shards really split the flows (each gets some connections), and merged with the reader's counts
+/// they are the analysis of one analyzer: same report.
 #[test]
 fn shards_merge_into_the_single_analysis() {
     use wsclose::analyzer::{Analysis, Shard};
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag-reconnect-storm.pcap");
-    let analyse = |shard: Option<Shard>| {
-        let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
-        let mut analyzer = Analyzer::new(Config {
-            shard,
-            keep_non_websocket: true,
-            ..Config::default()
-        });
-        while let Some(p) = reader.next_packet().unwrap() {
-            analyzer.ingest(&p);
-        }
-        analyzer.finish()
+    let config = |shard: Option<Shard>| Config {
+        shard,
+        keep_non_websocket: true,
+        ..Config::default()
     };
+    let packets = || -> Vec<Owned> {
+        let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+        let mut all = Vec::new();
+        while let Some(p) = reader.next_packet().unwrap() {
+            all.push((p.ts, p.precision, p.linktype, p.orig_len, p.data.to_vec()));
+        }
+        all
+    };
+    type Owned = (
+        wsclose::capture::Timestamp,
+        wsclose::capture::Precision,
+        u32,
+        u32,
+        Vec<u8>,
+    );
+    fn packet(p: &Owned) -> wsclose::capture::Packet<'_> {
+        wsclose::capture::Packet {
+            ts: p.0,
+            precision: p.1,
+            linktype: p.2,
+            orig_len: p.3,
+            data: &p.4,
+        }
+    }
+    let mut single = Analyzer::new(config(None));
+    for p in &packets() {
+        single.ingest(&packet(p));
+    }
+    let single = single.finish();
+    // What `parallel` does, on one thread: a router counts and routes, three shards analyse.
+    let mut router = Analyzer::new(config(None));
+    let mut shards: Vec<Analyzer> = (0..3)
+        .map(|index| Analyzer::new(config(Some(Shard { index, count: 3 }))))
+        .collect();
+    for p in &packets() {
+        if let Some(shard) = router.route(&packet(p), 3) {
+            shards[shard as usize].ingest_routed(&packet(p), router.packets_seen());
+        }
+    }
+    let parts: Vec<Analysis> = shards.into_iter().map(Analyzer::finish).collect();
+    assert!(
+        single.connections.len() >= 6,
+        "{}",
+        single.connections.len()
+    );
+    for (i, p) in parts.iter().enumerate() {
+        assert!(!p.connections.is_empty(), "shard {i} got no connection");
+        assert!(p.connections.len() < single.connections.len());
+    }
+    let merged = Analysis::merge(std::iter::once(router.finish()).chain(parts).collect());
     let files = vec![path.display().to_string()];
     let report = |analysis: &Analysis| {
         let opts = BuildOptions {
@@ -137,18 +180,5 @@ fn shards_merge_into_the_single_analysis() {
         };
         serde_json::to_string(&model::build(analysis, opts, |_| true)).unwrap()
     };
-    let single = analyse(None);
-    assert!(
-        single.connections.len() >= 6,
-        "{}",
-        single.connections.len()
-    );
-    let parts: Vec<Analysis> = (0..3)
-        .map(|index| analyse(Some(Shard { index, count: 3 })))
-        .collect();
-    for (i, p) in parts.iter().enumerate() {
-        assert!(!p.connections.is_empty(), "shard {i} got no connection");
-        assert!(p.connections.len() < single.connections.len());
-    }
-    assert_eq!(report(&Analysis::merge(parts)), report(&single));
+    assert_eq!(report(&merged), report(&single));
 }

@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap;
 use crate::tls::KeyLog;
 
 use crate::capture::{Packet, Precision, Timestamp};
-use crate::decode::{self, Skip};
+use crate::decode::{self, Skip, TcpSegment};
 use crate::tcp::Limits;
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
 pub use event::{Event, EventKind, EventLog, Notice, NoticeKind};
@@ -42,15 +42,15 @@ pub struct Config {
     pub keylog: Option<Arc<KeyLog>>,
     /// Queue [`Notice`]s as facts are seen (live capture collects them with `take_notices`).
     pub notices: bool,
-    /// Analyse only this share of the flows (one of several analyzers over the same packets, one
-    /// per core): see [`Shard`].
+    /// This analyzer is one of several, each given the packets of its share of the flows (one per
+    /// core): connections are numbered so that [`Analysis::merge`] can renumber them. See [`Shard`].
     pub shard: Option<Shard>,
 }
 
-/// One of `count` analyzers that each see every packet but analyse only the flows whose key hashes
-/// to `index`. Shard 0 also counts what belongs to no flow (packets, bytes, skipped packets, first
-/// and last times). [`Analysis::merge`] puts the shards' analyses back together into exactly what
-/// one analyzer would have found (unless a shard hit a cap: [`Analysis::capped`]).
+/// One of `count` analyzers, each given the packets of the flows whose key hashes to its `index`
+/// by a reader that counts what belongs to no flow ([`Analyzer::route`],
+/// [`Analyzer::ingest_routed`]). [`Analysis::merge`] puts the analyses back together into exactly
+/// what one analyzer would have found (unless one hit a cap: [`Analysis::capped`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     pub index: u32,
@@ -58,11 +58,12 @@ pub struct Shard {
 }
 
 impl Shard {
-    fn owns(self, key: &FlowKey) -> bool {
+    /// The shard, of `count`, that a flow belongs to.
+    fn of(key: &FlowKey, count: u32) -> u32 {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let h = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(key);
         // The high bits are the well-mixed ones of an Fx hash.
-        ((h >> 32) * u64::from(self.count)) >> 32 == u64::from(self.index)
+        (((h >> 32) * u64::from(count)) >> 32) as u32
     }
 }
 
@@ -238,44 +239,67 @@ impl Analyzer {
 
     pub fn ingest(&mut self, packet: &Packet<'_>) {
         self.packet_index += 1;
-        // Sharded, only shard 0 counts what is not per flow.
-        let counts_packets = self.config.shard.is_none_or(|s| s.index == 0);
+        if let Some(seg) = self.count(packet) {
+            self.track(&seg, packet);
+        }
+    }
+
+    /// Several cores, reading side: counts `packet` as [`Analyzer::ingest`] would (what is not per
+    /// flow: packets, bytes, times, skipped packets) and says which of `count` analyzers its flow
+    /// belongs to, `None` for a packet that is no TCP segment (counted as skipped).
+    pub fn route(&mut self, packet: &Packet<'_>, count: u32) -> Option<u32> {
+        self.packet_index += 1;
+        let seg = self.count(packet)?;
+        Some(Shard::of(&flow_key(seg.src, seg.dst), count))
+    }
+
+    /// Packets given to [`Analyzer::ingest`] or [`Analyzer::route`] so far.
+    pub fn packets_seen(&self) -> u64 {
+        self.packet_index
+    }
+
+    /// Several cores, analysing side: a packet that [`Analyzer::route`] gave this analyzer (the
+    /// shard set in its [`Config`]); `index` is its position among all packets, from 1.
+    pub fn ingest_routed(&mut self, packet: &Packet<'_>, index: u64) {
+        self.packet_index = index;
+        if let Ok(seg) = decode::decode(packet.linktype, packet.data) {
+            self.track(&seg, packet);
+        }
+    }
+
+    /// The per-packet counts; the packet's TCP segment, if it is one.
+    fn count<'p>(&mut self, packet: &Packet<'p>) -> Option<TcpSegment<'p>> {
         let stats = &mut self.stats;
-        if counts_packets {
-            stats.packets += 1;
-            stats.bytes += packet.data.len() as u64;
-            if (packet.data.len() as u64) < u64::from(packet.orig_len) {
-                stats.truncated += 1;
-            }
-            stats.first = Some(stats.first.map_or(packet.ts, |t| t.min(packet.ts)));
-            stats.last = Some(stats.last.map_or(packet.ts, |t| t.max(packet.ts)));
-            stats.precision = stats.precision.max(packet.precision);
+        stats.packets += 1;
+        stats.bytes += packet.data.len() as u64;
+        if (packet.data.len() as u64) < u64::from(packet.orig_len) {
+            stats.truncated += 1;
         }
-        let seg = match decode::decode(packet.linktype, packet.data) {
-            Ok(seg) => seg,
+        stats.first = Some(stats.first.map_or(packet.ts, |t| t.min(packet.ts)));
+        stats.last = Some(stats.last.map_or(packet.ts, |t| t.max(packet.ts)));
+        stats.precision = stats.precision.max(packet.precision);
+        match decode::decode(packet.linktype, packet.data) {
+            Ok(seg) => Some(seg),
             Err(skip) => {
-                if counts_packets {
-                    *stats.skipped.entry(skip).or_default() += 1;
-                }
-                return;
+                *stats.skipped.entry(skip).or_default() += 1;
+                None
             }
-        };
-        let key = flow_key(seg.src, seg.dst);
-        if let Some(shard) = self.config.shard
-            && !shard.owns(&key)
-        {
-            return;
         }
-        stats.tcp_segments += 1;
+    }
+
+    /// A TCP segment of this analyzer's flows.
+    fn track(&mut self, seg: &TcpSegment<'_>, packet: &Packet<'_>) {
+        self.stats.tcp_segments += 1;
+        let key = flow_key(seg.src, seg.dst);
         if let Some(conn) = self.flows.get_mut(&key) {
-            if conn.is_reused_by(&seg) {
+            if conn.is_reused_by(seg) {
                 if let Some(mut old) = self.flows.remove(&key) {
                     self.ids.remove(&old.id);
                     old.end(old.last_packet);
                     self.retire(old);
                 }
             } else {
-                conn.on_segment(&seg, packet.ts, packet.precision);
+                conn.on_segment(seg, packet.ts, packet.precision);
                 if let Some(n) = &mut conn.notices {
                     self.notices.append(n);
                 }
@@ -296,7 +320,7 @@ impl Analyzer {
         };
         let mut conn = Box::new(Connection::new(
             id,
-            &seg,
+            seg,
             packet.ts,
             packet.precision,
             self.config.reassembly,
@@ -310,7 +334,7 @@ impl Analyzer {
         if self.config.notices {
             conn.notices = Some(Vec::new());
         }
-        conn.on_segment(&seg, packet.ts, packet.precision);
+        conn.on_segment(seg, packet.ts, packet.precision);
         if let Some(n) = &mut conn.notices {
             self.notices.append(n);
         }

@@ -71,6 +71,7 @@
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::{
@@ -85,7 +86,7 @@ use pcap_parser::{
     parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header,
 };
 
-use super::{Packet, Precision, Timestamp};
+use super::{Packet, Precision, SharedPacket, Timestamp};
 
 /// Initial size of the read buffer. Large so that refills (and the copy of the partial record at
 /// the end of the buffer that each refill implies) are rare.
@@ -410,7 +411,11 @@ struct Stream {
     path: PathBuf,
     src: Box<dyn Read + Send>,
     gzip: bool,
-    buf: Vec<u8>,
+    /// Shared so that packets can be handed to other threads without a copy
+    /// ([`FileReader::next_packet_shared`]); refilled in place while nobody else holds it.
+    buf: Arc<Vec<u8>>,
+    /// Earlier buffers, still held by other threads or free again: reused rather than allocated.
+    spare: Vec<Arc<Vec<u8>>>,
     start: usize,
     end: usize,
     eof: bool,
@@ -445,24 +450,49 @@ impl Stream {
     #[inline(never)]
     fn refill(&mut self, n: usize) -> Result<usize, CaptureError> {
         let avail = self.available();
+        let Stream {
+            buf,
+            spare,
+            start,
+            end,
+            ..
+        } = self;
+        if Arc::get_mut(buf).is_none() {
+            // Another thread still reads packets out of this buffer: continue in a free one.
+            let free = spare.iter().position(|b| Arc::strong_count(b) == 1);
+            let mut next = match free {
+                Some(i) => spare.swap_remove(i),
+                None => Arc::new(vec![0; buf.len()]),
+            };
+            if let (Some(to), Some(from)) = (Arc::get_mut(&mut next), buf.get(*start..*end)) {
+                to.get_mut(..avail)
+                    .unwrap_or_default()
+                    .copy_from_slice(from);
+            }
+            // Buffers still held elsewhere are kept until they come back, a few at most (the
+            // other threads' queues are bounded).
+            spare.push(std::mem::replace(buf, next));
+            *start = 0;
+            *end = avail;
+        }
+        let Some(buf) = Arc::get_mut(&mut self.buf) else {
+            return Ok(avail);
+        };
         // Move the partial record to the front so the read below gets the most room: each
         // refill copies less than one record and reads up to a whole buffer.
         if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
+            buf.copy_within(self.start..self.end, 0);
             self.end = avail;
             self.start = 0;
         }
-        if n > self.buf.len() {
+        if n > buf.len() {
             // Grow geometrically, but never past the cap (n itself is <= the cap).
-            let new_len = self
-                .buf
-                .len()
-                .saturating_mul(2)
-                .clamp(n, MAX_BLOCK_LEN.max(n));
-            self.buf.resize(new_len, 0);
+            let new_len = buf.len().saturating_mul(2).clamp(n, MAX_BLOCK_LEN.max(n));
+            buf.resize(new_len, 0);
         }
         while self.end < n && !self.eof {
-            let Some(space) = self.buf.get_mut(self.end..) else {
+            let Some(space) = Arc::get_mut(&mut self.buf).and_then(|b| b.get_mut(self.end..))
+            else {
                 break;
             };
             match self.src.read(space) {
@@ -1136,6 +1166,8 @@ pub struct FileReader {
     head: Option<Head>,
     /// Length of the record behind the last returned packet, consumed at the next `advance`.
     consume_next: usize,
+    /// The last packet returned (its record is still at the front of the window).
+    last_head: Option<Head>,
     /// No more packets (clean end, truncation, or after an error).
     done: bool,
     last_ts: Option<Timestamp>,
@@ -1219,7 +1251,8 @@ impl FileReader {
             path,
             src,
             gzip,
-            buf: vec![0; capacity.clamp(64, MAX_BLOCK_LEN)],
+            buf: Arc::new(vec![0; capacity.clamp(64, MAX_BLOCK_LEN)]),
+            spare: Vec::new(),
             start: 0,
             end: 0,
             eof: false,
@@ -1315,6 +1348,7 @@ impl FileReader {
             format,
             head: None,
             consume_next: 0,
+            last_head: None,
             done: false,
             last_ts: None,
             stats: ReaderStats::default(),
@@ -1379,6 +1413,7 @@ impl FileReader {
             return Ok(None);
         };
         self.consume_next = h.block_len;
+        self.last_head = Some(h);
         self.stats.packets += 1;
         self.stats.bytes += h.data_len as u64;
         if self.last_ts.is_some_and(|prev| h.ts < prev) {
@@ -1386,6 +1421,25 @@ impl FileReader {
         }
         self.last_ts = Some(h.ts);
         Ok(Some(self.packet(&h)))
+    }
+
+    /// Like [`FileReader::next_packet`], with the buffer the packet's bytes are in and where: another
+    /// thread can hold on to the buffer and read the packet there after this reader has moved on
+    /// (the reader then refills another buffer).
+    pub fn next_packet_shared(&mut self) -> Result<Option<SharedPacket<'_>>, CaptureError> {
+        if self.next_packet()?.is_none() {
+            return Ok(None);
+        }
+        // `next_packet` left the packet's record at the front of the window.
+        let Some(h) = self.last_head else {
+            return Ok(None);
+        };
+        let at = self.stream.start.saturating_add(h.data_off);
+        Ok(Some(SharedPacket {
+            packet: self.packet(&h),
+            buffer: &self.stream.buf,
+            at,
+        }))
     }
 
     /// Parses the next packet without consuming it: the following `next_packet` returns it.

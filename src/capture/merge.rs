@@ -17,7 +17,7 @@ use std::collections::BinaryHeap;
 use std::path::PathBuf;
 
 use super::file::{CaptureError, DEFAULT_BUFFER_CAPACITY, FileReader, ReaderStats};
-use super::{Packet, Timestamp};
+use super::{Packet, SharedPacket, Timestamp};
 
 /// Total initial buffer budget across merged files.
 const TOTAL_BUFFER_BUDGET: usize = 256 << 20;
@@ -72,6 +72,29 @@ impl MergedReader {
                 None => Ok(None),
             };
         }
+        match self.next_file()? {
+            // Peeked, so this returns that packet.
+            Some(file) => file.next_packet(),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`MergedReader::next_packet`], with the buffer the packet is in and its position
+    /// there ([`FileReader::next_packet_shared`]).
+    pub fn next_packet_shared(&mut self) -> Result<Option<SharedPacket<'_>>, CaptureError> {
+        let file = if self.files.len() == 1 {
+            self.files.first_mut()
+        } else {
+            self.next_file()?
+        };
+        match file {
+            Some(file) => file.next_packet_shared(),
+            None => Ok(None),
+        }
+    }
+
+    /// The file whose peeked packet comes next in time.
+    fn next_file(&mut self) -> Result<Option<&mut FileReader>, CaptureError> {
         // Refill the heap. On error, the failing index has already been popped, so that file
         // is never asked again (and it returns Ok(None) from now on anyway).
         while let Some(i) = self.to_peek.pop() {
@@ -86,11 +109,7 @@ impl MergedReader {
             return Ok(None);
         };
         self.to_peek.push(i);
-        match self.files.get_mut(i) {
-            // Peeked above, so this returns that packet.
-            Some(file) => file.next_packet(),
-            None => Ok(None),
-        }
+        Ok(self.files.get_mut(i))
     }
 
     /// Warnings of all files so far, each starting with its file's path.
@@ -121,12 +140,11 @@ impl MergedReader {
             .collect()
     }
 
-    /// Whether every file can be read again cheaply by another reader: regular files, not stdin
-    /// and not gzip (which several readers would each decompress whole).
-    pub fn can_read_in_parallel(&self) -> bool {
+    /// Whether the files can be read again from the start (not stdin).
+    pub fn can_read_again(&self) -> bool {
         self.files
             .iter()
-            .all(|f| !f.is_gzip() && f.path() != std::path::Path::new("-"))
+            .all(|f| f.path() != std::path::Path::new("-"))
     }
 
     /// Bytes read so far, summed over all files (decompressed bytes for gzip input).

@@ -107,6 +107,15 @@ pub mod linktype {
     pub const LINUX_SLL2: u32 = 276;
 }
 
+/// A packet with the reader's buffer it lies in: `buffer[at..]` holds `packet.data`. Another thread
+/// can keep the buffer (an `Arc`) and read the packet there after the reader has moved on.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedPacket<'a> {
+    pub packet: Packet<'a>,
+    pub buffer: &'a std::sync::Arc<Vec<u8>>,
+    pub at: usize,
+}
+
 /// One captured packet, borrowing the reader's buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {

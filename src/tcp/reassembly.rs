@@ -149,7 +149,6 @@ impl Reassembler {
 
     /// The receiver acknowledged up to `ack`: bytes before it that were never captured are lost for
     /// good (the sender will not retransmit them), so the hole in front of held data is given up.
-
     pub fn acked(&mut self, ack: u32, out: &mut dyn FnMut(Chunk<'_>)) {
         let Some(next_seq) = self.next_seq else {
             return;

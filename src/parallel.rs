@@ -1,0 +1,207 @@
+//! Several cores: one thread reads the capture and hands the packets of each flow to one of the
+//! analyzers running on the other threads; their analyses are then merged into exactly what one
+//! analyzer would have found ([`Analysis::merge`]), so the report is the same bytes.
+//!
+//! Why this shape: reading and parsing the capture is a fixed cost per byte that cannot be split
+//! (flows interleave through the whole file), while analysing flows splits cleanly by flow. The
+//! reader does no analysis, so with two cores reading and analysing overlap; with more, the
+//! analysis is divided. Packets are not copied: a batch carries the reader's buffer (an `Arc`) and
+//! the packets' positions in it, and the reader refills another buffer meanwhile.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use crate::analyzer::{Analysis, Analyzer, Config, Shard};
+use crate::capture::{Packet, Precision, Timestamp};
+
+/// Where the packets read go: one analyzer, or the analyzers of other threads.
+pub trait PacketSink {
+    /// TLS secrets read from the capture (pcapng Decryption Secrets Block), for the packets after.
+    fn secrets(&mut self, text: &str);
+    /// A packet, whose bytes are `buffer[at..]`.
+    fn packet(&mut self, packet: &Packet<'_>, buffer: &Arc<Vec<u8>>, at: usize);
+}
+
+impl PacketSink for Analyzer {
+    fn secrets(&mut self, text: &str) {
+        self.add_secrets(text);
+    }
+
+    fn packet(&mut self, packet: &Packet<'_>, _: &Arc<Vec<u8>>, _: usize) {
+        self.ingest(packet);
+    }
+}
+
+/// Packets per batch at most: large enough that the channel costs nothing per packet, small
+/// enough that a batch is a small part of a buffer.
+const BATCH: usize = 2048;
+
+/// Batches queued per analyzer: the reader stays at most this far ahead, which also bounds the
+/// buffers alive at once.
+const QUEUE: usize = 4;
+
+/// A packet handed to an analyzer: where its bytes are in the batch's buffer, and the rest.
+struct Routed {
+    ts: Timestamp,
+    precision: Precision,
+    linktype: u32,
+    orig_len: u32,
+    at: usize,
+    len: usize,
+    /// Position among all packets, from 1 (numbers connections across analyzers).
+    index: u64,
+}
+
+struct Batch {
+    buffer: Arc<Vec<u8>>,
+    packets: Vec<Routed>,
+}
+
+enum Message {
+    Packets(Batch),
+    Secrets(String),
+}
+
+/// The reading side: counts what belongs to no flow, and routes each packet to its flow's analyzer.
+pub struct Dispatcher {
+    router: Analyzer,
+    pending: Vec<Batch>,
+    queues: Vec<SyncSender<Message>>,
+}
+
+impl Dispatcher {
+    fn flush(&mut self, shard: usize) {
+        if let (Some(batch), Some(queue)) = (self.pending.get_mut(shard), self.queues.get(shard))
+            && !batch.packets.is_empty()
+        {
+            let full = Batch {
+                buffer: batch.buffer.clone(),
+                packets: std::mem::replace(&mut batch.packets, Vec::with_capacity(BATCH)),
+            };
+            // A closed queue means its analyzer is gone (it panicked): the join reports it.
+            let _ = queue.send(Message::Packets(full));
+        }
+    }
+
+    /// Sends what is pending and waits for the analyzers; their analyses merged.
+    fn finish(mut self, analyzers: Vec<std::thread::ScopedJoinHandle<'_, Analysis>>) -> Analysis {
+        for shard in 0..self.queues.len() {
+            self.flush(shard);
+        }
+        self.queues.clear();
+        let mut parts = vec![self.router.finish()];
+        for handle in analyzers {
+            match handle.join() {
+                Ok(part) => parts.push(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Analysis::merge(parts)
+    }
+}
+
+impl PacketSink for Dispatcher {
+    fn secrets(&mut self, text: &str) {
+        self.router.add_secrets(text);
+        for shard in 0..self.queues.len() {
+            // In order: the packets before the secrets first.
+            self.flush(shard);
+            if let Some(queue) = self.queues.get(shard) {
+                let _ = queue.send(Message::Secrets(text.to_owned()));
+            }
+        }
+    }
+
+    fn packet(&mut self, packet: &Packet<'_>, buffer: &Arc<Vec<u8>>, at: usize) {
+        let count = self.queues.len() as u32;
+        let Some(shard) = self.router.route(packet, count) else {
+            return;
+        };
+        let shard = shard as usize;
+        let index = self.router.packets_seen();
+        let Some(batch) = self.pending.get_mut(shard) else {
+            return;
+        };
+        if !Arc::ptr_eq(&batch.buffer, buffer) || batch.packets.len() >= BATCH {
+            self.flush(shard);
+            if let Some(batch) = self.pending.get_mut(shard) {
+                batch.buffer = buffer.clone();
+            }
+        }
+        if let Some(batch) = self.pending.get_mut(shard) {
+            batch.packets.push(Routed {
+                ts: packet.ts,
+                precision: packet.precision,
+                linktype: packet.linktype,
+                orig_len: packet.orig_len,
+                at,
+                len: packet.data.len(),
+                index,
+            });
+        }
+    }
+}
+
+/// The analysing side: every packet routed to this shard, in order.
+fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>) -> Analysis {
+    for message in queue {
+        match message {
+            Message::Packets(batch) => {
+                for r in &batch.packets {
+                    let Some(data) =
+                        r.at.checked_add(r.len)
+                            .and_then(|end| batch.buffer.get(r.at..end))
+                    else {
+                        continue;
+                    };
+                    let packet = Packet {
+                        ts: r.ts,
+                        precision: r.precision,
+                        linktype: r.linktype,
+                        data,
+                        orig_len: r.orig_len,
+                    };
+                    analyzer.ingest_routed(&packet, r.index);
+                }
+            }
+            Message::Secrets(text) => analyzer.add_secrets(&text),
+        }
+    }
+    analyzer.finish()
+}
+
+/// Runs `read` (which feeds a [`PacketSink`] until the capture ends) with its packets analysed by
+/// `analyzers` analyzers on other threads; returns what `read` returns and the merged analysis.
+pub fn analyse_in_parallel<R>(
+    config: &Config,
+    analyzers: usize,
+    read: impl FnOnce(&mut dyn PacketSink) -> R,
+) -> (R, Analysis) {
+    let count = u32::try_from(analyzers.max(1)).unwrap_or(1);
+    std::thread::scope(|scope| {
+        let mut queues = Vec::new();
+        let mut handles = Vec::new();
+        for index in 0..count {
+            let (tx, rx) = sync_channel(QUEUE);
+            let analyzer = Analyzer::new(Config {
+                shard: Some(Shard { index, count }),
+                ..config.clone()
+            });
+            queues.push(tx);
+            handles.push(scope.spawn(move || analyse(analyzer, rx)));
+        }
+        let empty = Arc::new(Vec::new());
+        let mut dispatcher = Dispatcher {
+            router: Analyzer::new(config.clone()),
+            pending: (0..count)
+                .map(|_| Batch {
+                    buffer: empty.clone(),
+                    packets: Vec::with_capacity(BATCH),
+                })
+                .collect(),
+            queues,
+        };
+        let out = read(&mut dispatcher);
+        (out, dispatcher.finish(handles))
+    })
+}
