@@ -183,8 +183,12 @@ pub fn analyse_in_parallel<R>(
         let mut handles = Vec::new();
         for index in 0..count {
             let (tx, rx) = sync_channel(QUEUE);
+            // Each analyzer gets its share of the caps, so that whenever one analyzer for all the
+            // flows would have hit a cap, one of these does too and says so (`Analysis::capped`).
             let analyzer = Analyzer::new(Config {
                 shard: Some(Shard { index, count }),
+                max_flows: config.max_flows.div_ceil(count as usize),
+                max_failed_attempts: config.max_failed_attempts.div_ceil(u64::from(count)),
                 ..config.clone()
             });
             queues.push(tx);
@@ -204,4 +208,63 @@ pub fn analyse_in_parallel<R>(
         let out = read(&mut dispatcher);
         (out, dispatcher.finish(handles))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::MergedReader;
+
+    fn read(path: &str, sink: &mut dyn PacketSink) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let mut reader = MergedReader::open(&[path]).unwrap();
+        while let Some(p) = reader.next_packet_shared().unwrap() {
+            sink.packet(&p.packet, p.buffer, p.at);
+        }
+    }
+
+    fn ids_and_ends(a: &Analysis) -> Vec<(u64, Option<Timestamp>)> {
+        a.connections
+            .iter()
+            .map(|c| (c.id, c.ending.map(|e| e.at)))
+            .collect()
+    }
+
+    #[test]
+    fn split_analysis_is_the_single_one() {
+        let config = Config {
+            keep_non_websocket: true,
+            ..Config::default()
+        };
+        let mut single = Analyzer::new(config.clone());
+        read("fixtures/diag-reconnect-storm.pcap", &mut single);
+        let single = single.finish();
+        for analyzers in [1, 2, 5] {
+            let ((), split) = analyse_in_parallel(&config, analyzers, |sink| {
+                read("fixtures/diag-reconnect-storm.pcap", sink)
+            });
+            assert_eq!(ids_and_ends(&split), ids_and_ends(&single), "{analyzers}");
+            assert_eq!(split.stats.packets, single.stats.packets);
+            assert_eq!(split.stats.tcp_segments, single.stats.tcp_segments);
+            assert_eq!(split.stats.tcp_connections, single.stats.tcp_connections);
+            assert!(!split.capped);
+        }
+    }
+
+    /// A flow table that one analyzer would overflow makes the split run say so, for the caller to
+    /// redo it on one core (what is evicted depends on all the flows of a table).
+    #[test]
+    fn a_cap_one_analyzer_would_hit_is_reported() {
+        let config = Config {
+            max_flows: 2,
+            ..Config::default()
+        };
+        let mut single = Analyzer::new(config.clone());
+        read("fixtures/diag-reconnect-storm.pcap", &mut single);
+        assert!(single.finish().stats.evicted_flows > 0);
+        let ((), split) = analyse_in_parallel(&config, 2, |sink| {
+            read("fixtures/diag-reconnect-storm.pcap", sink)
+        });
+        assert!(split.capped);
+    }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub keep_non_websocket: bool,
     /// Open connections tracked at once; past it the least recently active one is evicted.
     pub max_flows: usize,
+    /// Failed connection attempts kept for the report (a SYN flood must not fill memory).
+    pub max_failed_attempts: u64,
     pub reassembly: Limits,
     /// Record per-connection timeline events (for `timeline` and the markdown/HTML reports).
     pub record_events: bool,
@@ -72,6 +74,7 @@ impl Default for Config {
         Config {
             keep_non_websocket: false,
             max_flows: 200_000,
+            max_failed_attempts: 10_000,
             reassembly: Limits::default(),
             record_events: false,
             notices: false,
@@ -130,9 +133,6 @@ fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
     let (a, b) = (endpoint(a), endpoint(b));
     if a <= b { (a, b) } else { (b, a) }
 }
-
-/// Failed connection attempts kept for the report (a SYN flood must not fill memory).
-const MAX_FAILED_ATTEMPTS_KEPT: u64 = 10_000;
 
 pub struct Analyzer {
     config: Config,
@@ -375,7 +375,7 @@ impl Analyzer {
         if failed && !evidence {
             self.stats.lone_syns += 1;
         }
-        let attempt = evidence && self.attempts_kept < MAX_FAILED_ATTEMPTS_KEPT;
+        let attempt = evidence && self.attempts_kept < self.config.max_failed_attempts;
         self.capped |= evidence && !attempt;
         if self.config.keep_non_websocket || conn.is_websocket() || attempt {
             self.attempts_kept += u64::from(attempt);
