@@ -48,7 +48,8 @@ struct Routed {
     orig_len: u32,
     at: usize,
     len: usize,
-    /// Position among all packets, from 1 (numbers connections across analyzers).
+    /// Position among all packets, from 1 (numbers connections across analyzers); unused when
+    /// there is one analyzer.
     index: u64,
 }
 
@@ -85,6 +86,7 @@ impl Dispatcher {
 
     /// Sends what is pending and waits for the analyzers; their analyses merged.
     fn finish(mut self, analyzers: Vec<std::thread::ScopedJoinHandle<'_, Analysis>>) -> Analysis {
+        let whole = self.queues.len() == 1;
         for shard in 0..self.queues.len() {
             self.flush(shard);
         }
@@ -96,7 +98,11 @@ impl Dispatcher {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        Analysis::merge(parts)
+        match parts.pop() {
+            // The one analyzer saw and counted everything itself.
+            Some(only) if whole => only,
+            last => Analysis::merge(parts.into_iter().chain(last).collect()),
+        }
     }
 }
 
@@ -114,11 +120,16 @@ impl PacketSink for Dispatcher {
 
     fn packet(&mut self, packet: &Packet<'_>, buffer: &Arc<Vec<u8>>, at: usize) {
         let count = self.queues.len() as u32;
-        let Some(shard) = self.router.route(packet, count) else {
-            return;
+        let (shard, index) = if count == 1 {
+            // One analyzer (two cores): it gets every packet and counts them itself, so this
+            // thread only reads; decoding moves to the other core.
+            (0, 0)
+        } else {
+            let Some(shard) = self.router.route(packet, count) else {
+                return;
+            };
+            (shard as usize, self.router.packets_seen())
         };
-        let shard = shard as usize;
-        let index = self.router.packets_seen();
         let Some(batch) = self.pending.get_mut(shard) else {
             return;
         };
@@ -143,7 +154,8 @@ impl PacketSink for Dispatcher {
 }
 
 /// The analysing side: every packet routed to this shard, in order.
-fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>) -> Analysis {
+/// `whole`: this is the only analyzer, given every packet, which it counts itself.
+fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>, whole: bool) -> Analysis {
     for message in queue {
         match message {
             Message::Packets(batch) => {
@@ -161,7 +173,11 @@ fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>) -> Analysis {
                         data,
                         orig_len: r.orig_len,
                     };
-                    analyzer.ingest_routed(&packet, r.index);
+                    if whole {
+                        analyzer.ingest(&packet);
+                    } else {
+                        analyzer.ingest_routed(&packet, r.index);
+                    }
                 }
             }
             Message::Secrets(text) => analyzer.add_secrets(&text),
@@ -185,14 +201,19 @@ pub fn analyse_in_parallel<R>(
             let (tx, rx) = sync_channel(QUEUE);
             // Each analyzer gets its share of the caps, so that whenever one analyzer for all the
             // flows would have hit a cap, one of these does too and says so (`Analysis::capped`).
-            let analyzer = Analyzer::new(Config {
-                shard: Some(Shard { index, count }),
-                max_flows: config.max_flows.div_ceil(count as usize),
-                max_failed_attempts: config.max_failed_attempts.div_ceil(u64::from(count)),
-                ..config.clone()
-            });
+            let whole = count == 1;
+            let analyzer = if whole {
+                Analyzer::new(config.clone())
+            } else {
+                Analyzer::new(Config {
+                    shard: Some(Shard { index, count }),
+                    max_flows: config.max_flows.div_ceil(count as usize),
+                    max_failed_attempts: config.max_failed_attempts.div_ceil(u64::from(count)),
+                    ..config.clone()
+                })
+            };
             queues.push(tx);
-            handles.push(scope.spawn(move || analyse(analyzer, rx)));
+            handles.push(scope.spawn(move || analyse(analyzer, rx, whole)));
         }
         let empty = Arc::new(Vec::new());
         let mut dispatcher = Dispatcher {
