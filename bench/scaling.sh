@@ -23,7 +23,7 @@ for n in $COUNTS; do
     fi
     cat "$pcap" >/dev/null
     read -r wall cpu < <(python3 bench/measure.py --out "$BENCH_DIR/scaling-report.json" /usr/bin/time -f '%M' -o "$BENCH_DIR/scaling.rss" \
-        target/release/wsclose analyze --format json "$pcap")
+        target/release/wsclose analyze --threads 1 --format json "$pcap")
     rss=$(cat "$BENCH_DIR/scaling.rss")
     packets=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['capture']['packets'])" "$BENCH_DIR/scaling-report.json")
     printf "| %d | %d | %d | %.2f | %.2f | %.0f | %.1f MiB | %.1f KiB |\n" "$n" "$(stat -c %s "$pcap")" "$packets" \
