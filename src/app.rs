@@ -25,7 +25,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let failed = analyze(&args.input, &args.filters, events, |report| {
                 if printers::streams(format) && !args.filters.redact {
                     // Each connection built, printed and dropped in turn.
-                    return print(|out| printers::write_lazy(report, format, out));
+                    let threads = threads(&args.input);
+                    return print(|out| printers::write_lazy(report, format, threads, out));
                 }
                 let mut report = report.into_report();
                 if args.filters.redact {
@@ -123,6 +124,14 @@ fn port_of(addr: &str) -> Option<u16> {
 
 /// Threads at most: past a few, the one reading thread is the limit.
 const MAX_THREADS: usize = 16;
+
+/// `--threads`, or every core.
+fn threads(input: &Input) -> usize {
+    input
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, MAX_THREADS)
+}
 
 /// What reading the files said about them (as opposed to the packets).
 struct ReadOutcome {
@@ -239,10 +248,7 @@ fn analyze(
         keylog,
         ..Config::default()
     };
-    let threads = input
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, MAX_THREADS);
+    let threads = threads(input);
     let progress = progress_bar(&input.files);
     let again = reader.can_read_again();
     let (first, mut analysis) = read_and_analyse(reader, &config, threads, progress.as_ref(), true);
@@ -298,6 +304,11 @@ fn analyze(
         },
         all: filters.all,
     };
+    let filtered = !only.is_empty()
+        || filters.host.is_some()
+        || filters.port.is_some()
+        || filters.conn.is_some();
+    let keep: Option<&dyn Fn(&ConnectionReport) -> bool> = filtered.then_some(&keep);
     emit(model::build_lazily(&analysis, opts, keep, events))?;
     Ok(failed)
 }

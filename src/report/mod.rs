@@ -57,29 +57,71 @@ pub fn streams(format: Format) -> bool {
     matches!(format, Format::Json | Format::Jsonl | Format::Csv)
 }
 
-/// Prints a report whose connections are built as they are printed: the same bytes as [`write`]
-/// for the formats that [`streams`] accepts, and for the others the whole report built first.
-pub fn write_lazy(report: LazyReport<'_>, format: Format, out: &mut dyn Write) -> io::Result<()> {
+/// Prints a report whose connections are built as they are printed, on up to `threads` threads:
+/// the same bytes as [`write`] for the formats that [`streams`] accepts, and for the others the
+/// whole report built first.
+pub fn write_lazy(
+    report: LazyReport<'_>,
+    format: Format,
+    threads: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     // serde_json writes a report in many small pieces: through `dyn Write` each is a call that
     // cannot be inlined. A buffer of a known type takes them at the cost of a copy.
     let mut buffered = io::BufWriter::with_capacity(1 << 16, out);
     let out = &mut buffered;
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &report)?;
-            writeln!(out)
-        }
+        Format::Json => write_json_lazily(&report, threads, out)?,
         Format::Jsonl => {
-            for c in report.connections() {
-                serde_json::to_writer(&mut *out, &c)?;
-                writeln!(out)?;
-            }
-            Ok(())
+            let line = |c: &ConnectionReport| {
+                let mut v = serde_json::to_vec(c).unwrap_or_default();
+                v.push(b'\n');
+                v
+            };
+            report.render_in_order(threads, &line, &mut |v| out.write_all(&v))?;
         }
-        Format::Csv => write_csv(report.connections(), out),
-        _ => write(&report.into_report(), format, out),
-    }?;
+        Format::Csv => write_csv(report.connections(), out)?,
+        _ => write(&report.into_report(), format, out)?,
+    }
     buffered.flush()
+}
+
+/// The pretty JSON of [`write`], with the connections rendered in parallel: serde_json's layout of
+/// the report around them (two-space indent; array elements on their own lines at depth 2), and
+/// each connection's own pretty JSON indented by four more spaces. JSON strings hold no raw newline,
+/// so indenting after every newline is exact.
+fn write_json_lazily(
+    report: &LazyReport<'_>,
+    threads: usize,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let head = serde_json::to_vec_pretty(report.head())?;
+    // The head has no connections: it ends with `"connections": []` and the closing brace.
+    let Some(prefix) = head.strip_suffix(b"[]\n}") else {
+        return Err(io::Error::other(
+            "unexpected JSON layout of the report head",
+        ));
+    };
+    out.write_all(prefix)?;
+    out.write_all(b"[")?;
+    let element = |c: &ConnectionReport| {
+        let json = serde_json::to_vec_pretty(c).unwrap_or_default();
+        let mut v = Vec::with_capacity(json.len() + json.len() / 8);
+        for &b in &json {
+            v.push(b);
+            if b == b'\n' {
+                v.extend_from_slice(b"    ");
+            }
+        }
+        v
+    };
+    let mut first = true;
+    report.render_in_order(threads, &element, &mut |v| {
+        out.write_all(if first { b"\n    " } else { b",\n    " })?;
+        first = false;
+        out.write_all(&v)
+    })?;
+    out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })
 }
 
 fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(

@@ -633,25 +633,61 @@ impl Summary {
 
     /// Counts one more connection.
     pub fn add(&mut self, c: &ConnectionReport) {
+        self.add_parts(
+            c.outcome,
+            c.first_close.as_ref().map(|f| (f.by, f.code)),
+            c.first_rst.as_ref().map(|e| e.by),
+            c.first_fin.as_ref().map(|e| e.by),
+        );
+    }
+
+    /// Counts one more connection from what the summary needs of it: the outcome, who sent the
+    /// first close frame and its code, who sent the first RST and the first FIN.
+    fn add_parts(
+        &mut self,
+        outcome: Outcome,
+        first_close: Option<(Role, Option<u16>)>,
+        first_rst: Option<Role>,
+        first_fin: Option<Role>,
+    ) {
         self.connections += 1;
         *self
             .by_outcome
-            .entry(c.outcome.as_str().to_owned())
+            .entry(outcome.as_str().to_owned())
             .or_default() += 1;
-        if let Some(f) = &c.first_close {
-            let code = f.code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        if let Some((_, code)) = first_close {
+            let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
             *self.by_close_code.entry(code).or_default() += 1;
         }
-        let closer = match (&c.first_close, &c.first_rst, &c.first_fin) {
-            (Some(f), _, _) => format!("{} (close frame)", f.by.as_str()),
-            (None, Some(r), _) => format!("{} (RST)", r.by.as_str()),
-            (None, None, Some(f)) => format!("{} (FIN)", f.by.as_str()),
+        let closer = match (first_close, first_rst, first_fin) {
+            (Some((by, _)), _, _) => format!("{} (close frame)", by.as_str()),
+            (None, Some(by), _) => format!("{} (RST)", by.as_str()),
+            (None, None, Some(by)) => format!("{} (FIN)", by.as_str()),
             _ => "nobody (still open)".to_owned(),
         };
         *self.closed_by.entry(closer).or_default() += 1;
-        if c.outcome == Outcome::Abnormal {
+        if outcome == Outcome::Abnormal {
             self.abnormal_closures += 1;
         }
+    }
+
+    /// Counts one more connection straight from its facts (what [`Summary::add`] reads from its
+    /// report, without building the report).
+    fn add_view(&mut self, v: &View<'_>) {
+        let c = v.conn;
+        let role = |side: Side| {
+            if side == v.client {
+                Role::Client
+            } else {
+                Role::Server
+            }
+        };
+        self.add_parts(
+            v.outcome,
+            c.closes().0.map(|(side, f)| (role(side), f.code)),
+            c.first_flag(true).map(|(side, _)| role(side)),
+            c.first_flag(false).map(|(side, _)| role(side)),
+        );
     }
 }
 
@@ -707,7 +743,7 @@ pub fn build(
     opts: BuildOptions<'_>,
     keep: impl Fn(&ConnectionReport) -> bool,
 ) -> Report {
-    build_lazily(analysis, opts, keep, true).into_report()
+    build_lazily(analysis, opts, Some(&keep), true).into_report()
 }
 
 /// A report whose connections are built one at a time, as they are written, and dropped after:
@@ -734,13 +770,59 @@ impl LazyReport<'_> {
 
     /// Builds the connections' reports in order, one at a time.
     pub fn connections(&self) -> impl ExactSizeIterator<Item = ConnectionReport> + '_ {
+        self.kept.iter().map(|&i| self.connection(i))
+    }
+
+    /// The report of the connection shown at `index`, with its diagnoses.
+    fn connection(&self, index: usize) -> ConnectionReport {
         let (tf, precision) = (self.time, self.precision);
         let time = move |t: Timestamp| tf.format(t, precision);
-        self.kept.iter().map(move |&i| {
-            let mut r = ConnectionReport::build(self.shown[i].conn, &self.time, self.timelines);
-            r.diagnosis = self.diagnoser.of(i, &time);
-            r
-        })
+        let mut r = ConnectionReport::build(self.shown[index].conn, &self.time, self.timelines);
+        r.diagnosis = self.diagnoser.of(index, &time);
+        r
+    }
+
+    /// Builds and renders (with `render`) every connection's report on up to `threads` threads, a
+    /// few hundred connections at a time, and hands the renderings to `each` in order. Only one
+    /// round of renderings is held at once.
+    pub fn render_in_order<E>(
+        &self,
+        threads: usize,
+        render: &(dyn Fn(&ConnectionReport) -> Vec<u8> + Sync),
+        each: &mut dyn FnMut(Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        const PER_THREAD: usize = 64;
+        let threads = threads.clamp(1, 64);
+        for round in self.kept.chunks(PER_THREAD * threads) {
+            let rendered: Vec<Vec<u8>> = if threads == 1 || round.len() < 2 * PER_THREAD {
+                round.iter().map(|&i| render(&self.connection(i))).collect()
+            } else {
+                let share = round.len().div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let parts: Vec<_> = round
+                        .chunks(share)
+                        .map(|part| {
+                            scope.spawn(move || {
+                                part.iter()
+                                    .map(|&i| render(&self.connection(i)))
+                                    .collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    parts
+                        .into_iter()
+                        .flat_map(|p| match p.join() {
+                            Ok(v) => v,
+                            Err(panic) => std::panic::resume_unwind(panic),
+                        })
+                        .collect()
+                })
+            };
+            for r in rendered {
+                each(r)?;
+            }
+        }
+        Ok(())
     }
 
     /// The whole report, every connection built.
@@ -753,39 +835,12 @@ impl LazyReport<'_> {
     }
 }
 
-impl Serialize for LazyReport<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        struct Connections<'r, 'a>(&'r LazyReport<'a>);
-        impl Serialize for Connections<'_, '_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.connections())
-            }
-        }
-        // The fields of `Report`, in its order.
-        let Report {
-            version,
-            tool,
-            capture,
-            summary,
-            connections: _,
-        } = &self.head;
-        let mut st = serializer.serialize_struct("Report", 5)?;
-        st.serialize_field("version", version)?;
-        st.serialize_field("tool", tool)?;
-        st.serialize_field("capture", capture)?;
-        st.serialize_field("summary", summary)?;
-        st.serialize_field("connections", &Connections(self))?;
-        st.end()
-    }
-}
-
 /// Like [`build`], but the connections are built as they are read (`timelines`: include the
-/// recorded timelines).
+/// recorded timelines). Without `keep`, every connection shown is kept.
 pub fn build_lazily<'a>(
     analysis: &'a Analysis,
     opts: BuildOptions<'_>,
-    keep: impl Fn(&ConnectionReport) -> bool,
+    keep: Option<&dyn Fn(&ConnectionReport) -> bool>,
     timelines: bool,
 ) -> LazyReport<'a> {
     let tf = opts.time;
@@ -821,10 +876,18 @@ pub fn build_lazily<'a>(
     };
     let mut kept = Vec::new();
     for (i, v) in shown.iter().enumerate() {
-        let r = ConnectionReport::build(v.conn, &tf, false);
-        if keep(&r) {
-            summary.add(&r);
-            kept.push(i);
+        match keep {
+            Some(keep) => {
+                let r = ConnectionReport::build(v.conn, &tf, false);
+                if keep(&r) {
+                    summary.add(&r);
+                    kept.push(i);
+                }
+            }
+            None => {
+                summary.add_view(v);
+                kept.push(i);
+            }
         }
     }
     let (files, warnings, errors) = (opts.files, opts.warnings, opts.errors);
