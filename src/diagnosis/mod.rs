@@ -247,7 +247,8 @@ impl<'a> Diagnoser<'a> {
     pub fn new(views: &[View<'a>], time: &dyn Fn(Timestamp) -> String) -> Self {
         // Name the proxy as such on both legs of a proxied connection.
         let mut views: Vec<View<'a>> = views.to_vec();
-        for (front, up, _) in proxy::pairs(&views) {
+        let pairs = proxy::pairs(&views);
+        for &(front, up, _) in &pairs {
             views[front].proxy = Some(views[front].server);
             views[up].proxy = Some(views[up].client);
         }
@@ -256,7 +257,7 @@ impl<'a> Diagnoser<'a> {
         let mut across: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
         for (id, d) in fleet::across(&views, time)
             .into_iter()
-            .chain(proxy::pair_legs(&views, time))
+            .chain(proxy::pair_legs(&views, &pairs, time))
         {
             across.entry(id).or_default().push(d);
         }

@@ -119,9 +119,14 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     out
 }
 
-pub fn pair_legs(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
+/// `pairs`: what [`pairs`] found in `views`.
+pub fn pair_legs(
+    views: &[View<'_>],
+    pairs: &[(usize, usize, &'static str)],
+    time: &dyn Fn(Timestamp) -> String,
+) -> Vec<(u64, Diagnosis)> {
     let mut out = Vec::new();
-    for (fi, ui, evidence) in pairs(views) {
+    for &(fi, ui, evidence) in pairs {
         let (front, up) = (&views[fi], &views[ui]);
         let (Some(ef), Some(eu)) = (front.conn.ending, up.conn.ending) else {
             continue;

@@ -106,12 +106,14 @@ fn write_json_lazily(
     out.write_all(b"[")?;
     let element = |c: &ConnectionReport| {
         let json = serde_json::to_vec_pretty(c).unwrap_or_default();
-        let mut v = Vec::with_capacity(json.len() + json.len() / 8);
-        for &b in &json {
-            v.push(b);
-            if b == b'\n' {
-                v.extend_from_slice(b"    ");
-            }
+        let mut v = Vec::with_capacity(json.len() + json.len() / 4);
+        let mut lines = json.split(|&b| b == b'\n');
+        if let Some(first) = lines.next() {
+            v.extend_from_slice(first);
+        }
+        for line in lines {
+            v.extend_from_slice(b"\n    ");
+            v.extend_from_slice(line);
         }
         v
     };
