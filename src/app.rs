@@ -133,6 +133,16 @@ fn threads(input: &Input) -> usize {
         .clamp(1, MAX_THREADS)
 }
 
+/// Threads for reading and analysing `input`. Stdin gets one: with several analyzers, a run that
+/// hits a cap is redone on one core, and stdin cannot be read twice.
+fn analysis_threads(input: &Input) -> usize {
+    if input.files.iter().any(|f| f.as_os_str() == "-") {
+        1
+    } else {
+        threads(input)
+    }
+}
+
 /// What reading the files said about them (as opposed to the packets).
 struct ReadOutcome {
     errors: Vec<String>,
@@ -248,14 +258,14 @@ fn analyze(
         keylog,
         ..Config::default()
     };
-    let threads = threads(input);
+    let threads = analysis_threads(input);
     let progress = progress_bar(&input.files);
-    let again = reader.can_read_again();
     let (first, mut analysis) = read_and_analyse(reader, &config, threads, progress.as_ref(), true);
-    if analysis.capped && threads > 1 && again {
+    // Two threads are one reader and one analyzer, whose result is already the one-core one.
+    if analysis.capped && threads > 2 {
         // A full flow table (or too many failed attempts) is handled by evicting or dropping
         // what depends on every flow at once: redo the run with one analyzer, so that the report
-        // is the one a single core gives. (Stdin cannot be read twice: it keeps the split run.)
+        // is the one a single core gives.
         let reader = MergedReader::open(&input.files).context("cannot read the capture")?;
         analysis = read_and_analyse(reader, &config, 1, None, false).1;
     }

@@ -42,6 +42,8 @@ const QUEUE: usize = 4;
 
 /// A packet handed to an analyzer: where its bytes are in the batch's buffer, and the rest.
 struct Routed {
+    /// Which of the batch's buffers holds the bytes.
+    buffer: u8,
     ts: Timestamp,
     precision: Precision,
     linktype: u32,
@@ -53,10 +55,15 @@ struct Routed {
     index: u64,
 }
 
+/// Packets for one analyzer, with the read buffers their bytes are in (a few: the reader moves to
+/// another buffer as it refills, and each file of a merge has its own).
 struct Batch {
-    buffer: Arc<Vec<u8>>,
+    buffers: Vec<Arc<Vec<u8>>>,
     packets: Vec<Routed>,
 }
+
+/// Buffers per batch at most; a packet in yet another one sends the batch off.
+const BUFFERS_PER_BATCH: usize = 2;
 
 enum Message {
     Packets(Batch),
@@ -76,8 +83,8 @@ impl Dispatcher {
             && !batch.packets.is_empty()
         {
             let full = Batch {
-                buffer: batch.buffer.clone(),
-                packets: std::mem::replace(&mut batch.packets, Vec::with_capacity(BATCH)),
+                buffers: std::mem::take(&mut batch.buffers),
+                packets: std::mem::take(&mut batch.packets),
             };
             // A closed queue means its analyzer is gone (it panicked): the join reports it.
             let _ = queue.send(Message::Packets(full));
@@ -130,17 +137,33 @@ impl PacketSink for Dispatcher {
             };
             (shard as usize, self.router.packets_seen())
         };
+        if self
+            .pending
+            .get(shard)
+            .is_some_and(|b| b.packets.len() >= BATCH)
+        {
+            self.flush(shard);
+        }
         let Some(batch) = self.pending.get_mut(shard) else {
             return;
         };
-        if !Arc::ptr_eq(&batch.buffer, buffer) || batch.packets.len() >= BATCH {
-            self.flush(shard);
-            if let Some(batch) = self.pending.get_mut(shard) {
-                batch.buffer = buffer.clone();
+        let known = batch.buffers.iter().rposition(|b| Arc::ptr_eq(b, buffer));
+        let slot = match known {
+            Some(slot) => slot,
+            None => {
+                if batch.buffers.len() >= BUFFERS_PER_BATCH {
+                    self.flush(shard);
+                }
+                let Some(batch) = self.pending.get_mut(shard) else {
+                    return;
+                };
+                batch.buffers.push(buffer.clone());
+                batch.buffers.len() - 1
             }
-        }
+        };
         if let Some(batch) = self.pending.get_mut(shard) {
             batch.packets.push(Routed {
+                buffer: slot as u8,
                 ts: packet.ts,
                 precision: packet.precision,
                 linktype: packet.linktype,
@@ -160,9 +183,10 @@ fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>, whole: bool) -> Ana
         match message {
             Message::Packets(batch) => {
                 for r in &batch.packets {
-                    let Some(data) =
-                        r.at.checked_add(r.len)
-                            .and_then(|end| batch.buffer.get(r.at..end))
+                    let Some(data) = r
+                        .at
+                        .checked_add(r.len)
+                        .and_then(|end| batch.buffers.get(usize::from(r.buffer))?.get(r.at..end))
                     else {
                         continue;
                     };
@@ -193,35 +217,39 @@ pub fn analyse_in_parallel<R>(
     analyzers: usize,
     read: impl FnOnce(&mut dyn PacketSink) -> R,
 ) -> (R, Analysis) {
-    let count = u32::try_from(analyzers.max(1)).unwrap_or(1);
+    // Each analyzer gets an equal share of the caps, rounded down, so that whenever one analyzer
+    // for all the flows would have hit a cap, one of these hits its share and says so
+    // (`Analysis::capped`). A cap smaller than the number of analyzers cannot be shared: fewer then.
+    let count = analyzers
+        .min(config.max_flows)
+        .min(usize::try_from(config.max_failed_attempts).unwrap_or(usize::MAX))
+        .max(1);
+    let count = u32::try_from(count).unwrap_or(1);
     std::thread::scope(|scope| {
         let mut queues = Vec::new();
         let mut handles = Vec::new();
         for index in 0..count {
             let (tx, rx) = sync_channel(QUEUE);
-            // Each analyzer gets its share of the caps, so that whenever one analyzer for all the
-            // flows would have hit a cap, one of these does too and says so (`Analysis::capped`).
             let whole = count == 1;
             let analyzer = if whole {
                 Analyzer::new(config.clone())
             } else {
                 Analyzer::new(Config {
                     shard: Some(Shard { index, count }),
-                    max_flows: config.max_flows.div_ceil(count as usize),
-                    max_failed_attempts: config.max_failed_attempts.div_ceil(u64::from(count)),
+                    max_flows: config.max_flows / count as usize,
+                    max_failed_attempts: config.max_failed_attempts / u64::from(count),
                     ..config.clone()
                 })
             };
             queues.push(tx);
             handles.push(scope.spawn(move || analyse(analyzer, rx, whole)));
         }
-        let empty = Arc::new(Vec::new());
         let mut dispatcher = Dispatcher {
             router: Analyzer::new(config.clone()),
             pending: (0..count)
                 .map(|_| Batch {
-                    buffer: empty.clone(),
-                    packets: Vec::with_capacity(BATCH),
+                    buffers: Vec::new(),
+                    packets: Vec::new(),
                 })
                 .collect(),
             queues,
@@ -287,5 +315,42 @@ mod tests {
             read("fixtures/diag-reconnect-storm.pcap", sink)
         });
         assert!(split.capped);
+    }
+
+    /// Whatever the caps and the number of analyzers, a split run either equals the one-analyzer
+    /// run or says it hit a cap (and is then redone on one core): never a silently different
+    /// result.
+    #[test]
+    fn small_caps_never_change_the_result_silently() {
+        for path in [
+            "fixtures/nginx-idle-timeout.pcap",
+            "fixtures/diag-reconnect-storm.pcap",
+            "fixtures/py-handshake-failed.pcap",
+        ] {
+            for max_flows in 1..5 {
+                for max_failed_attempts in [1, 2, 3, 10] {
+                    let config = Config {
+                        max_flows,
+                        max_failed_attempts,
+                        keep_non_websocket: true,
+                        ..Config::default()
+                    };
+                    let mut single = Analyzer::new(config.clone());
+                    read(path, &mut single);
+                    let single = single.finish();
+                    for analyzers in 2..7 {
+                        let ((), split) =
+                            analyse_in_parallel(&config, analyzers, |sink| read(path, sink));
+                        let same = ids_and_ends(&split) == ids_and_ends(&single)
+                            && split.stats.evicted_flows == single.stats.evicted_flows
+                            && split.stats.lone_syns == single.stats.lone_syns;
+                        assert!(
+                            split.capped || same,
+                            "{path} max_flows={max_flows} attempts={max_failed_attempts} analyzers={analyzers}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -96,6 +96,10 @@ pub const DEFAULT_BUFFER_CAPACITY: usize = 1 << 20;
 /// treated as corruption, so a garbage length never makes the reader allocate gigabytes.
 pub const MAX_BLOCK_LEN: usize = 16 << 20;
 
+/// Read buffers kept for reuse while other threads read packets out of earlier ones
+/// ([`FileReader::next_packet_shared`]); more in flight are allocated and freed.
+const MAX_SPARE_BUFFERS: usize = 8;
+
 /// Most interfaces kept per pcapng section; further IDBs are ignored with a warning (their
 /// packets are then skipped as "unknown interface"). Keeps memory bounded on hostile input.
 pub const MAX_INTERFACES: usize = 1 << 16;
@@ -416,6 +420,8 @@ struct Stream {
     buf: Arc<Vec<u8>>,
     /// Earlier buffers, still held by other threads or free again: reused rather than allocated.
     spare: Vec<Arc<Vec<u8>>>,
+    /// The buffer's initial size.
+    capacity: usize,
     start: usize,
     end: usize,
     eof: bool,
@@ -455,23 +461,30 @@ impl Stream {
             spare,
             start,
             end,
+            capacity,
             ..
         } = self;
         if Arc::get_mut(buf).is_none() {
-            // Another thread still reads packets out of this buffer: continue in a free one.
-            let free = spare.iter().position(|b| Arc::strong_count(b) == 1);
+            // Another thread still reads packets out of this buffer: continue in a free one, big
+            // enough for the partial record to move there.
+            let free = spare
+                .iter()
+                .position(|b| Arc::strong_count(b) == 1 && b.len() >= avail);
             let mut next = match free {
                 Some(i) => spare.swap_remove(i),
-                None => Arc::new(vec![0; buf.len()]),
+                None => Arc::new(vec![0; (*capacity).max(avail)]),
             };
-            if let (Some(to), Some(from)) = (Arc::get_mut(&mut next), buf.get(*start..*end)) {
-                to.get_mut(..avail)
-                    .unwrap_or_default()
-                    .copy_from_slice(from);
+            if let (Some(to), Some(from)) = (Arc::get_mut(&mut next), buf.get(*start..*end))
+                && let Some(dst) = to.get_mut(..from.len())
+            {
+                dst.copy_from_slice(from);
             }
-            // Buffers still held elsewhere are kept until they come back, a few at most (the
-            // other threads' queues are bounded).
-            spare.push(std::mem::replace(buf, next));
+            // A few buffers of the usual size are kept for reuse once their readers are done; a
+            // grown one (for a huge record) is freed by its last reader.
+            let old = std::mem::replace(buf, next);
+            if old.len() <= *capacity && spare.len() < MAX_SPARE_BUFFERS {
+                spare.push(old);
+            }
             *start = 0;
             *end = avail;
         }
@@ -496,7 +509,11 @@ impl Stream {
                 break;
             };
             match self.src.read(space) {
-                Ok(0) => self.eof = true,
+                Ok(0) => {
+                    self.eof = true;
+                    // Nothing more will be read into spare buffers (merged files end one by one).
+                    self.spare.clear();
+                }
                 Ok(k) => self.end = self.end.saturating_add(k).min(self.buf.len()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if self.gzip && e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -1253,6 +1270,7 @@ impl FileReader {
             gzip,
             buf: Arc::new(vec![0; capacity.clamp(64, MAX_BLOCK_LEN)]),
             spare: Vec::new(),
+            capacity: capacity.clamp(64, MAX_BLOCK_LEN),
             start: 0,
             end: 0,
             eof: false,
@@ -2799,5 +2817,49 @@ mod tests {
         };
         check(&mut FileReader::from_reader("t", trickle, 8192).unwrap(), 0);
         check(&mut reader_named("gz", gzip(&ng.out)), 1);
+    }
+    /// Packets handed to other threads stay intact while the reader moves on: buffers still held
+    /// are never written, and a partial record larger than a free spare buffer (after the buffer
+    /// grew for a huge record) goes to a buffer big enough for it.
+    #[test]
+    fn shared_packets_survive_refills_while_held() {
+        let capacity = 4096;
+        let mut w = W::pcap_header(false, PCAP_USEC, 1);
+        let mut sizes = Vec::new();
+        let mut x: u64 = 7;
+        for i in 0..3000u32 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            // Mostly small, some larger than the buffer, one far larger (the buffer grows).
+            let len = match i {
+                50 => 5 * capacity,
+                _ if x >> 62 == 0 => 1 + (x >> 33) as usize % (4 * capacity),
+                _ => 1 + (x >> 33) as usize % 900,
+            };
+            let data: Vec<u8> = (0..len).map(|k| (i as usize * 31 + k) as u8).collect();
+            w.pcap_record(i, 0, &data, len as u32);
+            sizes.push(len);
+        }
+        let mut r =
+            FileReader::from_reader("held.pcap", std::io::Cursor::new(w.out), capacity).unwrap();
+        let mut held: std::collections::VecDeque<(usize, Arc<Vec<u8>>, usize)> = Default::default();
+        let check = |i: usize, buf: &[u8], at: usize| {
+            let want: Vec<u8> = (0..sizes[i]).map(|k| (i * 31 + k) as u8).collect();
+            assert_eq!(buf.get(at..at + sizes[i]), Some(&want[..]), "packet {i}");
+        };
+        let mut i = 0;
+        while let Some(p) = r.next_packet_shared().unwrap() {
+            check(i, p.buffer, p.at);
+            held.push_back((i, p.buffer.clone(), p.at));
+            // Another thread holds the last few packets' buffers, and reads them late.
+            if held.len() > 6 {
+                let (j, buf, at) = held.pop_front().unwrap();
+                check(j, &buf, at);
+            }
+            i += 1;
+        }
+        for (j, buf, at) in held {
+            check(j, &buf, at);
+        }
+        assert_eq!(i, 3000);
     }
 }

@@ -140,13 +140,6 @@ impl MergedReader {
             .collect()
     }
 
-    /// Whether the files can be read again from the start (not stdin).
-    pub fn can_read_again(&self) -> bool {
-        self.files
-            .iter()
-            .all(|f| f.path() != std::path::Path::new("-"))
-    }
-
     /// Bytes read so far, summed over all files (decompressed bytes for gzip input).
     pub fn position(&self) -> u64 {
         self.files.iter().map(|f| f.offset()).sum()

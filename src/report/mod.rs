@@ -73,10 +73,10 @@ pub fn write_lazy(
     match format {
         Format::Json => write_json_lazily(&report, threads, out)?,
         Format::Jsonl => {
-            let line = |c: &ConnectionReport| {
-                let mut v = serde_json::to_vec(c).unwrap_or_default();
+            let line = |c: &ConnectionReport| -> io::Result<Vec<u8>> {
+                let mut v = serde_json::to_vec(c)?;
                 v.push(b'\n');
-                v
+                Ok(v)
             };
             report.render_in_order(threads, &line, &mut |v| out.write_all(&v))?;
         }
@@ -104,8 +104,8 @@ fn write_json_lazily(
     };
     out.write_all(prefix)?;
     out.write_all(b"[")?;
-    let element = |c: &ConnectionReport| {
-        let json = serde_json::to_vec_pretty(c).unwrap_or_default();
+    let element = |c: &ConnectionReport| -> io::Result<Vec<u8>> {
+        let json = serde_json::to_vec_pretty(c)?;
         let mut v = Vec::with_capacity(json.len() + json.len() / 4);
         let mut lines = json.split(|&b| b == b'\n');
         if let Some(first) = lines.next() {
@@ -115,7 +115,7 @@ fn write_json_lazily(
             v.extend_from_slice(b"\n    ");
             v.extend_from_slice(line);
         }
-        v
+        Ok(v)
     };
     let mut first = true;
     report.render_in_order(threads, &element, &mut |v| {

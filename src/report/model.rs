@@ -785,16 +785,17 @@ impl LazyReport<'_> {
     /// Builds and renders (with `render`) every connection's report on up to `threads` threads, a
     /// few hundred connections at a time, and hands the renderings to `each` in order. Only one
     /// round of renderings is held at once.
-    pub fn render_in_order<E>(
+    pub fn render_in_order<E: Send>(
         &self,
         threads: usize,
-        render: &(dyn Fn(&ConnectionReport) -> Vec<u8> + Sync),
+        render: &(dyn Fn(&ConnectionReport) -> Result<Vec<u8>, E> + Sync),
         each: &mut dyn FnMut(Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
         const PER_THREAD: usize = 64;
         let threads = threads.clamp(1, 64);
         for round in self.kept.chunks(PER_THREAD * threads) {
-            let rendered: Vec<Vec<u8>> = if threads == 1 || round.len() < 2 * PER_THREAD {
+            let rendered: Vec<Result<Vec<u8>, E>> = if threads == 1 || round.len() < 2 * PER_THREAD
+            {
                 round.iter().map(|&i| render(&self.connection(i))).collect()
             } else {
                 let share = round.len().div_ceil(threads);
@@ -819,7 +820,7 @@ impl LazyReport<'_> {
                 })
             };
             for r in rendered {
-                each(r)?;
+                each(r?)?;
             }
         }
         Ok(())
