@@ -8,6 +8,19 @@ use wsclose::capture::MergedReader;
 use wsclose::report::model::{self, BuildOptions, Report};
 use wsclose::report::time::TimeFormat;
 
+/// The report of every connection (`--all`) of `analysis`, read from `path`.
+fn whole_report(analysis: &wsclose::analyzer::Analysis, path: &std::path::Path) -> Report {
+    let files = vec![path.display().to_string()];
+    let opts = BuildOptions {
+        files: &files,
+        warnings: vec![],
+        errors: vec![],
+        time: TimeFormat::default(),
+        all: true,
+    };
+    model::build(analysis, opts, |_| true)
+}
+
 #[test]
 fn json_report_round_trips() {
     let dir = common::corpus("");
@@ -38,15 +51,7 @@ fn json_report_round_trips() {
             analyzer.ingest(&p);
         }
         let analysis = analyzer.finish();
-        let files = vec![path.display().to_string()];
-        let opts = BuildOptions {
-            files: &files,
-            warnings: vec![],
-            errors: vec![],
-            time: TimeFormat::default(),
-            all: true,
-        };
-        let report = model::build(&analysis, opts, |_| true);
+        let report = whole_report(&analysis, &path);
         connections += report.connections.len();
         let text = serde_json::to_string(&report).unwrap();
         let back: Report = serde_json::from_str(&text).unwrap();
@@ -183,16 +188,7 @@ fn shards_merge_into_the_single_analysis() {
         assert!(p.connections.len() < single.connections.len());
     }
     let merged = Analysis::merge(std::iter::once(router.finish()).chain(parts).collect());
-    let files = vec![path.display().to_string()];
-    let report = |analysis: &Analysis| {
-        let opts = BuildOptions {
-            files: &files,
-            warnings: vec![],
-            errors: vec![],
-            time: TimeFormat::default(),
-            all: true,
-        };
-        serde_json::to_string(&model::build(analysis, opts, |_| true)).unwrap()
-    };
+    let report =
+        |analysis: &Analysis| serde_json::to_string(&whole_report(analysis, &path)).unwrap();
     assert_eq!(report(&merged), report(&single));
 }
