@@ -214,3 +214,118 @@ proptest! {
         prop_assert_eq!(run(&cuts, &swaps, &dups), run(&[], &[], &[]));
     }
 }
+
+/// One connection's packets in order: client port `port` (a port reused by two sessions is a
+/// reused 4-tuple), ending as `ending` says (0: close handshake and FINs, 1: RST, 2: FINs without
+/// close frames, 3: still open).
+fn session(port: u16, ending: u8, isn: u32) -> Vec<Vec<u8>> {
+    let c = (C.0, port);
+    let (mut cs, mut ss) = (isn, S_ISN);
+    let mut out = vec![
+        frame(c, S, cs, 0, 0x02, b""),
+        frame(S, c, ss, cs.wrapping_add(1), 0x12, b""),
+    ];
+    cs = cs.wrapping_add(1);
+    ss = ss.wrapping_add(1);
+    let mut send = |from_client: bool, bytes: &[u8], flags: u8, out: &mut Vec<Vec<u8>>| {
+        if from_client {
+            out.push(frame(c, S, cs, ss, flags, bytes));
+            cs = cs.wrapping_add(bytes.len() as u32);
+        } else {
+            out.push(frame(S, c, ss, cs, flags, bytes));
+            ss = ss.wrapping_add(bytes.len() as u32);
+        }
+    };
+    for (from_client, bytes) in flights().into_iter().take(2) {
+        send(from_client, &bytes, 0x18, &mut out);
+    }
+    send(true, &masked(1, b"hello"), 0x18, &mut out);
+    match ending {
+        0 => {
+            send(true, &masked(8, b"\x03\xe8bye"), 0x18, &mut out);
+            send(false, &plain(8, b"\x03\xe8ok"), 0x18, &mut out);
+            send(false, b"", 0x11, &mut out);
+            send(true, b"", 0x11, &mut out);
+        }
+        1 => send(false, b"", 0x04, &mut out),
+        2 => {
+            send(true, b"", 0x11, &mut out);
+            send(false, b"", 0x11, &mut out);
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The report as JSON, for comparing two analyses.
+fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
+    let files = vec!["mem".to_owned()];
+    let opts = BuildOptions {
+        files: &files,
+        warnings: vec![],
+        errors: vec![],
+        time: TimeFormat::default(),
+        all: true,
+    };
+    serde_json::to_string(&model::build(analysis, opts, |_| true)).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Interleaved connections (some on a reused 4-tuple, some never ended) and packets that are no
+    /// TCP at all: split across 2 to 5 analyzers and merged, they are the analysis of one.
+    #[test]
+    fn split_analysis_equals_one_analyzer(
+        sessions in proptest::collection::vec((0u16..4, 0u8..4), 1..10),
+        order in proptest::collection::vec(any::<u16>(), 0..400),
+        junk in proptest::collection::vec(any::<u8>(), 0..8),
+        analyzers in 2usize..6,
+    ) {
+        use std::sync::Arc;
+        use wsclose::parallel::{self, PacketSink};
+        // Sessions on the same port follow each other (a reused 4-tuple); others interleave.
+        let mut queues: Vec<std::collections::VecDeque<Vec<u8>>> = Vec::new();
+        let mut by_port: std::collections::BTreeMap<u16, Vec<Vec<u8>>> = Default::default();
+        for (i, (port, ending)) in sessions.iter().enumerate() {
+            let isn = 1_000 + 100_000 * i as u32;
+            by_port.entry(40_000 + port).or_default().extend(session(40_000 + port, *ending, isn));
+        }
+        for packets in by_port.into_values() {
+            queues.push(packets.into());
+        }
+        let mut packets: Vec<Vec<u8>> = Vec::new();
+        let mut k = 0;
+        while queues.iter().any(|q| !q.is_empty()) {
+            let pick = order.get(k).copied().unwrap_or(0) as usize % queues.len();
+            k += 1;
+            let q = (pick..pick + queues.len()).map(|i| i % queues.len()).find(|&i| !queues[i].is_empty());
+            if let Some(p) = q.and_then(|i| queues[i].pop_front()) {
+                packets.push(p);
+            }
+            if let Some(&j) = junk.get(k % 8).filter(|_| k % 5 == 0) {
+                packets.push(vec![j; usize::from(j % 60)]);
+            }
+        }
+        let feed = |sink: &mut dyn PacketSink| {
+            for (i, data) in packets.iter().enumerate() {
+                let buffer = Arc::new(data.clone());
+                let packet = Packet {
+                    ts: Timestamp::from_parts(1_700_000_000, i as u32 * 1000),
+                    precision: Precision::Micro,
+                    linktype: linktype::ETHERNET,
+                    data: &buffer,
+                    orig_len: data.len() as u32,
+                };
+                sink.packet(&packet, &buffer, 0);
+            }
+        };
+        let config = Config { keep_non_websocket: true, ..Config::default() };
+        let mut single = Analyzer::new(config.clone());
+        feed(&mut single);
+        let single = single.finish();
+        let ((), split) = parallel::analyse_in_parallel(&config, analyzers, feed);
+        prop_assert!(!split.capped);
+        prop_assert_eq!(report_json(&split), report_json(&single));
+    }
+}
