@@ -6,12 +6,15 @@
 //! Inputs that fuzzing (`fuzz/`) finds to be mishandled go to `tests/hostile/`, each with a test
 //! here that replays it.
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tcp_frame;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -29,37 +32,6 @@ const T0: u64 = 1_700_000_000;
 const MSS: usize = 1448;
 
 type Ep = ([u8; 4], u16);
-
-/// An Ethernet II frame carrying IPv4/TCP.
-fn tcp_frame(src: Ep, dst: Ep, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(54 + payload.len());
-    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
-    let total = 40 + payload.len();
-    assert!(total <= 0xffff);
-    p.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-    ]);
-    p.extend_from_slice(&src.0);
-    p.extend_from_slice(&dst.0);
-    p.extend_from_slice(&src.1.to_be_bytes());
-    p.extend_from_slice(&dst.1.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ack.to_be_bytes());
-    p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    p.extend_from_slice(payload);
-    p
-}
 
 /// Where packets go: a classic pcap or a pcapng body.
 trait Sink {

@@ -2,6 +2,9 @@
 //! segmentation, reordering within a flight, duplication and overlap of the same two TCP byte
 //! streams gives the same frames and the same close attribution.
 
+mod common;
+
+use common::tcp_frame as frame;
 use proptest::prelude::*;
 use wsclose::analyzer::{Analyzer, Config};
 use wsclose::capture::{Packet, Precision, Timestamp, linktype};
@@ -31,43 +34,6 @@ fn plain(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut v = vec![0x80 | opcode, payload.len() as u8];
     v.extend_from_slice(payload);
     v
-}
-
-/// An Ethernet/IPv4/TCP frame.
-fn frame(
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut p = vec![0u8; 12];
-    p.extend_from_slice(&[0x08, 0x00]);
-    let total = 40 + payload.len();
-    p.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-    ]);
-    p.extend_from_slice(&src.0);
-    p.extend_from_slice(&dst.0);
-    p.extend_from_slice(&src.1.to_be_bytes());
-    p.extend_from_slice(&dst.1.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ack.to_be_bytes());
-    p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    p.extend_from_slice(payload);
-    p
 }
 
 /// The session's flights, in order: (from client?, bytes). Within a flight, segments may be

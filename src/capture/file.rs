@@ -1183,8 +1183,6 @@ pub struct FileReader {
     head: Option<Head>,
     /// Length of the record behind the last returned packet, consumed at the next `advance`.
     consume_next: usize,
-    /// The last packet returned (its record is still at the front of the window).
-    last_head: Option<Head>,
     /// No more packets (clean end, truncation, or after an error).
     done: bool,
     last_ts: Option<Timestamp>,
@@ -1366,7 +1364,6 @@ impl FileReader {
             format,
             head: None,
             consume_next: 0,
-            last_head: None,
             done: false,
             last_ts: None,
             stats: ReaderStats::default(),
@@ -1424,6 +1421,26 @@ impl FileReader {
     /// Returns the next data packet, or `Ok(None)` at the end (also after a truncated last
     /// record, which is reported in [`FileReader::warnings`], and after an error).
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        Ok(self.take_head()?.map(|h| self.packet(&h)))
+    }
+
+    /// Like [`FileReader::next_packet`], with the buffer the packet's bytes are in and where: another
+    /// thread can hold on to the buffer and read the packet there after this reader has moved on
+    /// (the reader then refills another buffer).
+    pub fn next_packet_shared(&mut self) -> Result<Option<SharedPacket<'_>>, CaptureError> {
+        let Some(h) = self.take_head()? else {
+            return Ok(None);
+        };
+        // The packet's record is at the front of the window until the next call.
+        Ok(Some(SharedPacket {
+            packet: self.packet(&h),
+            buffer: &self.stream.buf,
+            at: self.stream.start.saturating_add(h.data_off),
+        }))
+    }
+
+    /// The next packet's record, counted as returned and consumed at the next call.
+    fn take_head(&mut self) -> Result<Option<Head>, CaptureError> {
         if self.head.is_none() && !self.advance()? {
             return Ok(None);
         }
@@ -1431,33 +1448,13 @@ impl FileReader {
             return Ok(None);
         };
         self.consume_next = h.block_len;
-        self.last_head = Some(h);
         self.stats.packets += 1;
         self.stats.bytes += h.data_len as u64;
         if self.last_ts.is_some_and(|prev| h.ts < prev) {
             self.stats.time_backwards += 1;
         }
         self.last_ts = Some(h.ts);
-        Ok(Some(self.packet(&h)))
-    }
-
-    /// Like [`FileReader::next_packet`], with the buffer the packet's bytes are in and where: another
-    /// thread can hold on to the buffer and read the packet there after this reader has moved on
-    /// (the reader then refills another buffer).
-    pub fn next_packet_shared(&mut self) -> Result<Option<SharedPacket<'_>>, CaptureError> {
-        if self.next_packet()?.is_none() {
-            return Ok(None);
-        }
-        // `next_packet` left the packet's record at the front of the window.
-        let Some(h) = self.last_head else {
-            return Ok(None);
-        };
-        let at = self.stream.start.saturating_add(h.data_off);
-        Ok(Some(SharedPacket {
-            packet: self.packet(&h),
-            buffer: &self.stream.buf,
-            at,
-        }))
+        Ok(Some(h))
     }
 
     /// Parses the next packet without consuming it: the following `next_packet` returns it.

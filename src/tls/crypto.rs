@@ -659,6 +659,13 @@ mod tests {
         hex(RFC8448_CLIENT_RANDOM).try_into().unwrap()
     }
 
+    /// A decryptor for the RFC 8448 trace's TLS_AES_128_GCM_SHA256 traffic in one direction.
+    fn rfc8448_decryptor(direction: Direction, phase: Phase) -> RecordDecryptor {
+        let log = rfc8448_keylog();
+        let secrets = log.get(&rfc8448_random()).unwrap();
+        RecordDecryptor::tls13(0x1301, secrets, direction, phase).unwrap()
+    }
+
     #[test]
     fn rfc8448_traffic_keys() {
         let cases = [
@@ -734,15 +741,7 @@ mod tests {
 
     #[test]
     fn rfc8448_server_records_at_nonzero_sequence() {
-        let log = rfc8448_keylog();
-        let secrets = log.get(&rfc8448_random()).unwrap();
-        let mut app = RecordDecryptor::tls13(
-            0x1301,
-            secrets,
-            Direction::ServerToClient,
-            Phase::Application,
-        )
-        .unwrap();
+        let mut app = rfc8448_decryptor(Direction::ServerToClient, Phase::Application);
         let rec = hex(RFC8448_S_APP_RECORD);
         let (h, b) = split_record(&rec);
         let mut out = Vec::new();
@@ -804,15 +803,7 @@ mod tests {
 
     #[test]
     fn tampering_fails_authentication_and_keeps_the_sequence() {
-        let log = rfc8448_keylog();
-        let secrets = log.get(&rfc8448_random()).unwrap();
-        let mut d = RecordDecryptor::tls13(
-            0x1301,
-            secrets,
-            Direction::ClientToServer,
-            Phase::Application,
-        )
-        .unwrap();
+        let mut d = rfc8448_decryptor(Direction::ClientToServer, Phase::Application);
         let rec = hex(RFC8448_C_APP_RECORD);
         let (h, b) = split_record(&rec);
         for i in [0, 1, b.len() / 2, b.len() - 17, b.len() - 16, b.len() - 1] {
@@ -841,15 +832,7 @@ mod tests {
 
     #[test]
     fn malformed_records_are_bad_records() {
-        let log = rfc8448_keylog();
-        let secrets = log.get(&rfc8448_random()).unwrap();
-        let mut d = RecordDecryptor::tls13(
-            0x1301,
-            secrets,
-            Direction::ClientToServer,
-            Phase::Application,
-        )
-        .unwrap();
+        let mut d = rfc8448_decryptor(Direction::ClientToServer, Phase::Application);
         let rec = hex(RFC8448_C_APP_RECORD);
         let (h, b) = split_record(&rec);
         let mut out = Vec::new();
@@ -949,15 +932,7 @@ mod tests {
 
     #[test]
     fn key_update_derives_the_next_secret() {
-        let log = rfc8448_keylog();
-        let secrets = log.get(&rfc8448_random()).unwrap();
-        let mut d = RecordDecryptor::tls13(
-            0x1301,
-            secrets,
-            Direction::ClientToServer,
-            Phase::Application,
-        )
-        .unwrap();
+        let mut d = rfc8448_decryptor(Direction::ClientToServer, Phase::Application);
         d.seq = 5;
         d.key_update().unwrap();
         assert_eq!(d.sequence(), 0);
@@ -977,15 +952,7 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_keys() {
-        let log = rfc8448_keylog();
-        let secrets = log.get(&rfc8448_random()).unwrap();
-        let d = RecordDecryptor::tls13(
-            0x1301,
-            secrets,
-            Direction::ClientToServer,
-            Phase::Application,
-        )
-        .unwrap();
+        let d = rfc8448_decryptor(Direction::ClientToServer, Phase::Application);
         let text = format!("{d:?} {d:#?}");
         assert!(text.contains("0x1301"), "{text}");
         for secret in ["17422d", "5b7892", "9e4064", "23, 66, 45"] {

@@ -85,6 +85,45 @@ pub fn pcap_records(bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
 }
 
 /// Writes an Ethernet/IPv4/TCP packet as a pcap record.
+/// An Ethernet II frame carrying IPv4/TCP. `flags`: the TCP flag byte (0x02 SYN, 0x10 ACK, 0x01
+/// FIN, 0x04 RST, 0x18 PSH|ACK).
+pub fn tcp_frame(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(54 + payload.len());
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let total = 40 + payload.len();
+    assert!(total <= 0xffff);
+    p.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    p.extend_from_slice(&src.0);
+    p.extend_from_slice(&dst.0);
+    p.extend_from_slice(&src.1.to_be_bytes());
+    p.extend_from_slice(&dst.1.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ack.to_be_bytes());
+    p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
 pub struct PcapWriter {
     pub bytes: Vec<u8>,
 }
@@ -113,31 +152,7 @@ impl PcapWriter {
         flags: u8,
         payload: &[u8],
     ) {
-        let mut p = vec![0u8; 12];
-        p.extend_from_slice(&[0x08, 0x00]);
-        let total = 40 + payload.len();
-        p.extend_from_slice(&[
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0x40,
-            0,
-            64,
-            6,
-            0,
-            0,
-        ]);
-        p.extend_from_slice(&src.0);
-        p.extend_from_slice(&dst.0);
-        p.extend_from_slice(&src.1.to_be_bytes());
-        p.extend_from_slice(&dst.1.to_be_bytes());
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&ack.to_be_bytes());
-        p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        p.extend_from_slice(payload);
+        let p = tcp_frame(src, dst, seq, ack, flags, payload);
         self.bytes
             .extend_from_slice(&((t_us / 1_000_000) as u32).to_le_bytes());
         self.bytes
