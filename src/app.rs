@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     let threads = threads(&args.input);
                     return print(|out| printers::write_lazy(report, format, threads, out));
                 }
-                let mut report = report.into_report();
+                let mut report = report.into_report()?;
                 if args.filters.redact {
                     printers::redact::redact(&mut report);
                 }
@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Timeline(args) => {
             let failed = analyze(&args.input, &args.filters, true, |report| {
-                let mut report = report.into_report();
+                let mut report = report.into_report()?;
                 if args.filters.redact {
                     printers::redact::redact(&mut report);
                 }
@@ -256,6 +256,9 @@ fn analyze(
         keep_non_websocket: filters.all,
         record_events: events,
         keylog,
+        // Finished connections wait on disk for the report: memory follows the connections open
+        // at once, however long the capture.
+        spill: true,
         ..Config::default()
     };
     let threads = analysis_threads(input);
@@ -319,6 +322,6 @@ fn analyze(
         || filters.port.is_some()
         || filters.conn.is_some();
     let keep: Option<&dyn Fn(&ConnectionReport) -> bool> = filtered.then_some(&keep);
-    emit(model::build_lazily(&analysis, opts, keep, events))?;
+    emit(model::build_lazily(&analysis, opts, keep, events)?)?;
     Ok(failed)
 }

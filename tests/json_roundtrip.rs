@@ -18,7 +18,7 @@ fn whole_report(analysis: &wsclose::analyzer::Analysis, path: &std::path::Path) 
         time: TimeFormat::default(),
         all: true,
     };
-    model::build(analysis, opts, |_| true)
+    model::build(analysis, opts, |_| true).unwrap()
 }
 
 #[test]
@@ -100,7 +100,8 @@ fn lazy_report_prints_the_same_bytes() {
                 model::build(&analysis, opts(), keep)
             } else {
                 model::build(&analysis, opts(), all)
-            };
+            }
+            .unwrap();
             let mut want = Vec::new();
             report::write(&whole, format, &mut want).unwrap();
             let mut got = Vec::new();
@@ -109,7 +110,7 @@ fn lazy_report_prints_the_same_bytes() {
             // On one thread and on three (a fixture has few connections: one round each).
             let threads = if filtered { 1 } else { 3 };
             report::write_lazy(
-                model::build_lazily(&analysis, opts(), filter, false),
+                model::build_lazily(&analysis, opts(), filter, false).unwrap(),
                 format,
                 threads,
                 &mut got,
@@ -124,6 +125,58 @@ fn lazy_report_prints_the_same_bytes() {
         }
     }
     assert!(compared > 100, "{compared}");
+}
+
+/// Connections spilled to disk as they end (and read back for the report) give the report of
+/// connections kept in memory, timelines included, for every public capture and every fixture
+/// recorded from real peers; the fixtures with long idle times spill while they are read.
+#[test]
+fn spilled_connections_report_as_kept_ones() {
+    let mut captures = Vec::new();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let corpus = common::corpus("");
+    for dir in std::iter::once(fixtures).chain(
+        std::fs::read_dir(&corpus)
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .filter(|d| d.is_dir()),
+    ) {
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.to_string_lossy().to_string();
+            if name.ends_with(".pcap") || name.ends_with(".pcapng") {
+                captures.push(f);
+            }
+        }
+    }
+    assert!(captures.len() >= 60, "{}", captures.len());
+    let (mut compared, mut spilled_early) = (0, 0);
+    for path in captures {
+        let analyse = |spill: bool| {
+            let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+            let mut analyzer = Analyzer::new(Config {
+                record_events: true,
+                keep_non_websocket: true,
+                spill,
+                ..Config::default()
+            });
+            while let Some(p) = reader.next_packet().unwrap() {
+                analyzer.ingest(&p);
+            }
+            (analyzer.spilled(), analyzer.finish())
+        };
+        let (_, kept) = analyse(false);
+        let (early, spilled) = analyse(true);
+        assert!(spilled.connections.is_empty(), "{}", path.display());
+        assert_eq!(spilled.len(), kept.len(), "{}", path.display());
+        let want = serde_json::to_string(&whole_report(&kept, &path)).unwrap();
+        let got = serde_json::to_string(&whole_report(&spilled, &path)).unwrap();
+        assert_eq!(got, want, "{}", path.display());
+        compared += kept.len();
+        spilled_early += early;
+    }
+    assert!(compared > 100, "{compared}");
+    assert!(spilled_early > 10, "{spilled_early}");
 }
 
 /// Shards really split the flows (each gets some connections), and merged with the reader's counts

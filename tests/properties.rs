@@ -134,7 +134,7 @@ fn run(cuts: &[usize], swaps: &[(usize, usize)], dups: &[usize]) -> Verdict {
         time: TimeFormat::default(),
         all: false,
     };
-    let report = model::build(&analysis, opts, |_| true);
+    let report = model::build(&analysis, opts, |_| true).unwrap();
     assert_eq!(report.connections.len(), 1);
     let c = &report.connections[0];
     let first = c.first_close.as_ref().expect("a close frame");
@@ -183,7 +183,8 @@ proptest! {
 
 /// One connection's packets in order: client port `port` (a port reused by two sessions is a
 /// reused 4-tuple), ending as `ending` says (0: close handshake and FINs, 1: RST, 2: FINs without
-/// close frames, 3: still open).
+/// close frames, 3: still open, 4: an unanswered SYN sent twice, 5: a SYN refused with RST, 6: a
+/// SYN whose answer was not captured, and FINs).
 fn session(port: u16, ending: u8, isn: u32) -> Vec<Vec<u8>> {
     let c = (C.0, port);
     let (mut cs, mut ss) = (isn, S_ISN);
@@ -218,9 +219,60 @@ fn session(port: u16, ending: u8, isn: u32) -> Vec<Vec<u8>> {
             send(true, b"", 0x11, &mut out);
             send(false, b"", 0x11, &mut out);
         }
+        // Failed attempts: a SYN nobody answered, retransmitted (kept as evidence), or refused.
+        4 => return vec![out[0].clone(), out[0].clone()],
+        5 => {
+            return vec![
+                out[0].clone(),
+                frame(S, c, 0, isn.wrapping_add(1), 0x14, b""),
+            ];
+        }
+        // A lone SYN whose answer the capture lost, then FINs both ways and no byte.
+        6 => {
+            return vec![
+                out[0].clone(),
+                frame(c, S, isn.wrapping_add(1), S_ISN + 1, 0x11, b""),
+                frame(S, c, S_ISN + 1, isn.wrapping_add(2), 0x11, b""),
+            ];
+        }
         _ => {}
     }
     out
+}
+
+/// Sessions (client port, ending) interleaved as `order` picks, with junk packets (no TCP) among
+/// them; sessions on the same port follow each other (a reused 4-tuple). With `late`, each
+/// session's last packet comes again after it (a retransmitted FIN, RST or segment).
+fn interleave(sessions: &[(u16, u8)], order: &[u16], junk: &[u8], late: bool) -> Vec<Vec<u8>> {
+    let mut queues: Vec<std::collections::VecDeque<Vec<u8>>> = Vec::new();
+    let mut by_port: std::collections::BTreeMap<u16, Vec<Vec<u8>>> = Default::default();
+    for (i, (port, ending)) in sessions.iter().enumerate() {
+        let isn = 1_000 + 100_000 * i as u32;
+        let mut packets = session(40_000 + port, *ending, isn);
+        if late && let Some(last) = packets.last().cloned() {
+            packets.push(last);
+        }
+        by_port.entry(40_000 + port).or_default().extend(packets);
+    }
+    for packets in by_port.into_values() {
+        queues.push(packets.into());
+    }
+    let mut packets: Vec<Vec<u8>> = Vec::new();
+    let mut k = 0;
+    while queues.iter().any(|q| !q.is_empty()) {
+        let pick = order.get(k).copied().unwrap_or(0) as usize % queues.len();
+        k += 1;
+        let q = (pick..pick + queues.len())
+            .map(|i| i % queues.len())
+            .find(|&i| !queues[i].is_empty());
+        if let Some(p) = q.and_then(|i| queues[i].pop_front()) {
+            packets.push(p);
+        }
+        if let Some(&j) = junk.get(k % 8).filter(|_| k % 5 == 0) {
+            packets.push(vec![j; usize::from(j % 60)]);
+        }
+    }
+    packets
 }
 
 /// The report as JSON, for comparing two analyses.
@@ -233,7 +285,7 @@ fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
         time: TimeFormat::default(),
         all: true,
     };
-    serde_json::to_string(&model::build(analysis, opts, |_| true)).unwrap()
+    serde_json::to_string(&model::build(analysis, opts, |_| true).unwrap()).unwrap()
 }
 
 proptest! {
@@ -250,29 +302,7 @@ proptest! {
     ) {
         use std::sync::Arc;
         use wsclose::parallel::{self, PacketSink};
-        // Sessions on the same port follow each other (a reused 4-tuple); others interleave.
-        let mut queues: Vec<std::collections::VecDeque<Vec<u8>>> = Vec::new();
-        let mut by_port: std::collections::BTreeMap<u16, Vec<Vec<u8>>> = Default::default();
-        for (i, (port, ending)) in sessions.iter().enumerate() {
-            let isn = 1_000 + 100_000 * i as u32;
-            by_port.entry(40_000 + port).or_default().extend(session(40_000 + port, *ending, isn));
-        }
-        for packets in by_port.into_values() {
-            queues.push(packets.into());
-        }
-        let mut packets: Vec<Vec<u8>> = Vec::new();
-        let mut k = 0;
-        while queues.iter().any(|q| !q.is_empty()) {
-            let pick = order.get(k).copied().unwrap_or(0) as usize % queues.len();
-            k += 1;
-            let q = (pick..pick + queues.len()).map(|i| i % queues.len()).find(|&i| !queues[i].is_empty());
-            if let Some(p) = q.and_then(|i| queues[i].pop_front()) {
-                packets.push(p);
-            }
-            if let Some(&j) = junk.get(k % 8).filter(|_| k % 5 == 0) {
-                packets.push(vec![j; usize::from(j % 60)]);
-            }
-        }
+        let packets = interleave(&sessions, &order, &junk, false);
         let feed = |sink: &mut dyn PacketSink| {
             for (i, data) in packets.iter().enumerate() {
                 let buffer = Arc::new(data.clone());
@@ -293,5 +323,57 @@ proptest! {
         let ((), split) = parallel::analyse_in_parallel(&config, analyzers, feed);
         prop_assert!(!split.capped);
         prop_assert_eq!(report_json(&split), report_json(&single));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Finished connections spilled to disk (and read back when a late packet of theirs comes, or
+    /// when their 4-tuple is reused) give the report of connections kept in memory, on one
+    /// analyzer and split across several; with and without the connections that are not WebSocket.
+    #[test]
+    fn spilled_analysis_equals_analysis_in_memory(
+        sessions in proptest::collection::vec((0u16..4, 0u8..7), 1..10),
+        order in proptest::collection::vec(any::<u16>(), 0..400),
+        junk in proptest::collection::vec(any::<u8>(), 0..8),
+        // Seconds between packets: most close together, some past the linger before a spill.
+        gaps in proptest::collection::vec(prop_oneof![4 => Just(0i64), 1 => Just(3), 1 => Just(30)], 0..400),
+        late in any::<bool>(),
+        all in any::<bool>(),
+        analyzers in 2usize..4,
+    ) {
+        use std::sync::Arc;
+        use wsclose::parallel::{self, PacketSink};
+        let packets = interleave(&sessions, &order, &junk, late);
+        let feed = |sink: &mut dyn PacketSink| {
+            let mut secs = 1_700_000_000;
+            for (i, data) in packets.iter().enumerate() {
+                secs += gaps.get(i).copied().unwrap_or(0);
+                let buffer = Arc::new(data.clone());
+                let packet = Packet {
+                    ts: Timestamp::from_parts(secs, i as u32 * 1000),
+                    precision: Precision::Micro,
+                    linktype: linktype::ETHERNET,
+                    data: &buffer,
+                    orig_len: data.len() as u32,
+                };
+                sink.packet(&packet, &buffer, 0);
+            }
+        };
+        let memory = Config { keep_non_websocket: all, ..Config::default() };
+        let spill = Config { spill: true, ..memory.clone() };
+        let mut want = Analyzer::new(memory);
+        feed(&mut want);
+        let want = want.finish();
+        prop_assert!(want.stored.is_empty());
+        let mut got = Analyzer::new(spill.clone());
+        feed(&mut got);
+        let got = got.finish();
+        prop_assert!(got.connections.is_empty(), "kept in memory although spilling");
+        prop_assert_eq!(report_json(&got), report_json(&want));
+        prop_assert_eq!(got.stats.lone_syns, want.stats.lone_syns);
+        let ((), split) = parallel::analyse_in_parallel(&spill, analyzers, feed);
+        prop_assert_eq!(report_json(&split), report_json(&want));
     }
 }

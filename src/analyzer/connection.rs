@@ -40,7 +40,7 @@ pub enum RoleEvidence {
     Ports,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CloseFrameFacts {
     pub at: Timestamp,
     pub code: Option<u16>,
@@ -61,7 +61,7 @@ impl CloseFrameFacts {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RttStats {
     pub count: u64,
     pub min_s: f64,
@@ -83,7 +83,7 @@ impl RttStats {
 }
 
 /// What one direction sent.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct DirFacts {
     pub packets: u64,
     pub payload_bytes: u64,
@@ -146,7 +146,7 @@ pub struct DirFacts {
 }
 
 /// How the connection began to end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EndKind {
     CloseFrame,
     /// A TLS close_notify (or, without keys, an encrypted alert).
@@ -156,7 +156,7 @@ pub enum EndKind {
 }
 
 /// The first close frame, FIN or RST, and how long each side had been silent before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ending {
     pub side: Side,
     pub at: Timestamp,
@@ -164,7 +164,7 @@ pub struct Ending {
     pub last_activity_before: [Option<Timestamp>; 2],
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Handshake {
     pub request: Option<(Timestamp, Side, Box<UpgradeRequest>)>,
     pub response: Option<(Timestamp, Side, Box<UpgradeResponse>)>,
@@ -242,7 +242,7 @@ impl std::fmt::Debug for Live {
 pub type TlsAlertFact = (Side, Timestamp, Option<(u8, u8)>);
 
 /// What the TLS layer showed, with or without keys.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsFacts {
     pub client_side: Option<Side>,
     pub sni: Option<String>,
@@ -277,7 +277,9 @@ impl TlsFacts {
     }
 }
 
-#[derive(Debug)]
+/// Serialized (postcard) when spilled to disk once it has ended ([`super::spill`]): the decoding
+/// state is `None` by then, and the notices are only collected live, so neither is stored.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Connection {
     /// Connection number in order of first packet, counting every TCP connection from 0 (as
     /// Wireshark's `tcp.stream` does).
@@ -302,6 +304,7 @@ pub struct Connection {
     /// Timeline events, when asked for.
     pub log: Option<Box<EventLog>>,
     /// Notices not yet collected by the analyzer, when asked for (live capture).
+    #[serde(skip)]
     pub notices: Option<Vec<Notice>>,
     /// Activity per side before the packet being processed (for [`Ending`]).
     activity_before: [Option<Timestamp>; 2],
@@ -311,7 +314,12 @@ pub struct Connection {
     fin_seq: [Option<u32>; 2],
     /// What the decoding state will be built from: it is only built when the first payload byte
     /// arrives, so a flood of SYNs or of bare ACKs costs no decoder state. `None` once ended.
+    /// Queued by the analyzer to be spilled once it has lingered.
+    #[serde(skip)]
+    pub(super) queued_for_spill: bool,
+    #[serde(skip)]
     seed: Option<Box<Seed>>,
+    #[serde(skip)]
     live: Option<Box<Live>>,
 }
 
@@ -352,6 +360,7 @@ impl Connection {
             frame_seq: 0,
             packet_seq: 0,
             fin_seq: [None; 2],
+            queued_for_spill: false,
             live: None,
             seed: Some(Box::new(Seed {
                 limits,

@@ -4,7 +4,7 @@ use crate::capture::Timestamp;
 
 use super::connection::Side;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     Syn,
     SynAck,
@@ -42,7 +42,7 @@ pub enum EventKind {
     },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub at: Timestamp,
     pub side: Side,
@@ -57,7 +57,7 @@ pub const MAX_EVENTS: usize = 2000;
 pub const TAIL_KEPT: usize = 500;
 
 /// A bounded event log: the first events, then the latest ones.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct EventLog {
     pub head: Vec<Event>,
     pub tail: std::collections::VecDeque<Event>,

@@ -11,10 +11,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod brief;
 pub mod connection;
 pub mod event;
+mod outcome;
+pub mod spill;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 
 use std::sync::Arc;
@@ -26,8 +31,12 @@ use crate::tls::KeyLog;
 use crate::capture::{Packet, Precision, Timestamp};
 use crate::decode::{self, Skip, TcpSegment};
 use crate::tcp::Limits;
+pub use brief::{Brief, RequestBrief};
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
 pub use event::{Event, EventKind, EventLog, Notice, NoticeKind};
+pub use outcome::Outcome;
+pub use spill::{ConnectionRef, Stored};
+use spill::{Location, SpillFile};
 
 #[derive(Clone)]
 pub struct Config {
@@ -47,7 +56,16 @@ pub struct Config {
     /// This analyzer is one of several, each given the packets of its share of the flows (one per
     /// core): connections are numbered so that [`Analysis::merge`] can renumber them. See [`Shard`].
     pub shard: Option<Shard>,
+    /// Spill finished connections to a temporary file ([`spill`]) and keep only their [`Brief`]:
+    /// memory then follows the connections open at once. Not with `notices` (live capture hands
+    /// finished connections out instead).
+    pub spill: bool,
 }
+
+/// Capture seconds an ended connection stays in the flow table for its last packets (the final
+/// ACKs) before it is spilled. A packet of its flow that comes later still finds it: it is read
+/// back (see [`Analyzer::resurrect`]), so the result never depends on this.
+const SPILL_LINGER_S: f64 = 10.0;
 
 /// One of `count` analyzers, each given the packets of the flows whose key hashes to its `index`
 /// by a reader that counts what belongs to no flow ([`Analyzer::route`],
@@ -80,6 +98,7 @@ impl Default for Config {
             notices: false,
             keylog: None,
             shard: None,
+            spill: false,
         }
     }
 }
@@ -146,6 +165,15 @@ pub struct Analyzer {
     /// connection per slot.
     #[allow(clippy::vec_box, reason = "a connection is large; see above")]
     done: Vec<Box<Connection>>,
+    /// Spilling ([`Config::spill`]): the file, the connections kept (instead of `done`), the
+    /// ended connections waiting out their linger (flow key and id, in order of ending), the
+    /// retired flows that a late packet would take back, and when the next sweep is due.
+    spill: Option<SpillFile>,
+    stored: Vec<Stored>,
+    ended: VecDeque<(FlowKey, u64)>,
+    tombs: FxHashMap<FlowKey, Tomb>,
+    clock: Option<Timestamp>,
+    next_sweep: Option<Timestamp>,
     next_id: u64,
     /// Packets seen so far, this one included (every shard sees every packet, so it is the same
     /// count in all of them).
@@ -160,8 +188,13 @@ pub struct Analyzer {
 
 /// What a run found.
 pub struct Analysis {
-    /// Connections in order of id.
+    /// Connections in order of id, when they were kept in memory (see [`Analysis::len`] and
+    /// [`Analysis::connection`] for all of them, spilled or not).
     pub connections: Vec<Box<Connection>>,
+    /// Connections in order of id, when the analyzer spilled them ([`Config::spill`]).
+    pub stored: Vec<Stored>,
+    /// The files `stored` refers to, one per analyzer.
+    spill_files: Vec<SpillFile>,
     pub stats: PacketStats,
     /// Sharded analyzers: see [`Analyzer::created`]. Empty otherwise.
     pub created: Vec<u64>,
@@ -182,8 +215,18 @@ impl Analysis {
             .collect();
         let mut stats = PacketStats::default();
         let mut connections = Vec::new();
+        let mut stored = Vec::new();
+        let mut spill_files: Vec<SpillFile> = Vec::new();
         let mut capped = false;
         for part in parts {
+            let first_file = spill_files.len() as u32;
+            stored.extend(part.stored.into_iter().map(|mut s| {
+                if let Stored::Spilled { file, .. } = &mut s {
+                    *file += first_file;
+                }
+                s
+            }));
+            spill_files.extend(part.spill_files);
             let st = part.stats;
             stats.packets += st.packets;
             stats.bytes += st.bytes;
@@ -203,25 +246,97 @@ impl Analysis {
         }
         // In a shard a connection's id is the index of the packet that created it; its id in the
         // whole run is how many connections, in all shards, were created before that packet.
-        for c in &mut connections {
-            let at = c.id;
-            c.id = created
+        let renumber = |at: u64| -> u64 {
+            created
                 .iter()
                 .map(|list| list.partition_point(|&i| i < at) as u64)
-                .sum();
+                .sum()
+        };
+        for c in &mut connections {
+            c.id = renumber(c.id);
+        }
+        for s in &mut stored {
+            if let Some(at) = s.id() {
+                s.set_id(renumber(at));
+            }
         }
         connections.sort_by_key(|c| c.id);
+        stored.sort_by_key(Stored::id);
         Analysis {
             connections,
+            stored,
+            spill_files,
             stats,
             created: Vec::new(),
             capped,
         }
     }
+
+    /// How many connections there are, in memory or spilled.
+    pub fn len(&self) -> usize {
+        self.connections.len() + self.stored.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the rules across connections need of the connection at `index` (in order of id).
+    pub fn brief(&self, index: usize) -> Option<Cow<'_, Brief>> {
+        match self.connections.get(index) {
+            Some(c) => Some(Cow::Owned(Brief::of(c))),
+            None => match self.stored.get(index - self.connections.len())? {
+                Stored::Memory(c) => Some(Cow::Owned(Brief::of(c))),
+                Stored::Spilled { brief, .. } => Some(Cow::Borrowed(brief)),
+                Stored::Gone => None,
+            },
+        }
+    }
+
+    /// The connection at `index` (in order of id), read back from disk if it was spilled.
+    pub fn connection(&self, index: usize) -> io::Result<ConnectionRef<'_>> {
+        let missing = || io::Error::other(format!("no connection at index {index}"));
+        if let Some(c) = self.connections.get(index) {
+            return Ok(ConnectionRef::Borrowed(c));
+        }
+        match self.stored.get(index - self.connections.len()) {
+            Some(Stored::Memory(c)) => Ok(ConnectionRef::Borrowed(c)),
+            Some(Stored::Spilled { brief, file, at }) => {
+                let spill = self.spill_files.get(*file as usize).ok_or_else(missing)?;
+                let mut c = spill.read(*at)?;
+                // Renumbered by `merge` since it was written.
+                c.id = brief.id;
+                Ok(ConnectionRef::Owned(Box::new(c)))
+            }
+            Some(Stored::Gone) | None => Err(missing()),
+        }
+    }
+}
+
+/// How a retired connection was counted, to be undone if a late packet takes it back.
+#[derive(Clone, Copy, Debug)]
+struct Tomb {
+    at: Location,
+    /// Its index in `Analyzer::stored`, if it was kept.
+    entry: Option<usize>,
+    attempt: bool,
+    lone_syn: bool,
+}
+
+/// What [`Analyzer::account`] decided about a connection leaving the flow table.
+struct Fate {
+    keep: bool,
+    attempt: bool,
+    lone_syn: bool,
 }
 
 impl Analyzer {
     pub fn new(config: Config) -> Self {
+        // Without a temporary file (none writable, or no positioned reads), connections stay in
+        // memory: the same result, only more memory.
+        let spill = (config.spill && !config.notices)
+            .then(SpillFile::new)
+            .and_then(Result::ok);
         Analyzer {
             config,
             notices: Vec::new(),
@@ -229,6 +344,12 @@ impl Analyzer {
             flows: FxHashMap::default(),
             ids: FxHashMap::default(),
             done: Vec::new(),
+            spill,
+            stored: Vec::new(),
+            ended: VecDeque::new(),
+            tombs: FxHashMap::default(),
+            clock: None,
+            next_sweep: None,
             next_id: 0,
             packet_index: 0,
             created: Vec::new(),
@@ -241,6 +362,9 @@ impl Analyzer {
         self.packet_index += 1;
         if let Some(seg) = self.count(packet) {
             self.track(&seg, packet);
+        }
+        if self.spill.is_some() {
+            self.tick(packet.ts);
         }
     }
 
@@ -265,6 +389,91 @@ impl Analyzer {
         if let Ok(seg) = decode::decode(packet.linktype, packet.data) {
             self.track(&seg, packet);
         }
+        if self.spill.is_some() {
+            self.tick(packet.ts);
+        }
+    }
+
+    /// Spilling: about once a second of capture time, spills the connections that ended and
+    /// lingered.
+    fn tick(&mut self, ts: Timestamp) {
+        let now = self.clock.map_or(ts, |c| c.max(ts));
+        self.clock = Some(now);
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_sweep = Some(Timestamp::from_nanos(
+            now.nanos().saturating_add(1_000_000_000),
+        ));
+        self.sweep(now);
+    }
+
+    fn sweep(&mut self, now: Timestamp) {
+        for _ in 0..self.ended.len() {
+            let Some((key, id)) = self.ended.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            if conn.id != id {
+                continue;
+            }
+            // Still waiting for bytes behind a hole (a FIN can overtake them), or not quiet yet.
+            if conn.is_decoding() || now.seconds_since(conn.last_packet) < SPILL_LINGER_S {
+                self.ended.push_back((key, id));
+                continue;
+            }
+            let Some(spill) = &mut self.spill else { return };
+            conn.end(conn.last_packet);
+            let Ok(at) = spill.write(conn) else {
+                // The disk is full or gone: keep the rest in memory.
+                self.spill = None;
+                return;
+            };
+            let Some(conn) = self.flows.remove(&key) else {
+                continue;
+            };
+            self.ids.remove(&id);
+            let fate = self.account(&conn);
+            let entry = fate.keep.then(|| {
+                self.stored.push(Stored::Spilled {
+                    brief: Box::new(Brief::of(&conn)),
+                    file: 0,
+                    at,
+                });
+                self.stored.len() - 1
+            });
+            self.tombs.insert(
+                key,
+                Tomb {
+                    at,
+                    entry,
+                    attempt: fate.attempt,
+                    lone_syn: fate.lone_syn,
+                },
+            );
+        }
+    }
+
+    /// A packet for a flow whose connection was spilled: the connection is read back into the
+    /// flow table, and what its retirement counted is undone, exactly as if it had stayed.
+    fn resurrect(&mut self, key: FlowKey, tomb: Tomb) -> bool {
+        let Some(spill) = &self.spill else {
+            return false;
+        };
+        let Ok(conn) = spill.read(tomb.at) else {
+            return false;
+        };
+        if let Some(entry) = tomb.entry.and_then(|i| self.stored.get_mut(i)) {
+            *entry = Stored::Gone;
+        }
+        self.attempts_kept -= u64::from(tomb.attempt);
+        self.stats.lone_syns -= u64::from(tomb.lone_syn);
+        self.ids.insert(conn.id, key);
+        self.ended.push_back((key, conn.id));
+        self.flows.insert(key, Box::new(conn));
+        true
     }
 
     /// The per-packet counts; the packet's TCP segment, if it is one.
@@ -290,6 +499,10 @@ impl Analyzer {
     /// A TCP segment of this analyzer's flows.
     fn track(&mut self, seg: &TcpSegment<'_>, packet: &Packet<'_>) {
         self.stats.tcp_segments += 1;
+        self.track_flow(seg, packet);
+    }
+
+    fn track_flow(&mut self, seg: &TcpSegment<'_>, packet: &Packet<'_>) {
         let key = flow_key(seg.src, seg.dst);
         if let Some(conn) = self.flows.get_mut(&key) {
             if conn.is_reused_by(seg) {
@@ -303,8 +516,21 @@ impl Analyzer {
                 if let Some(n) = &mut conn.notices {
                     self.notices.append(n);
                 }
+                if (seg.flags.fin || seg.flags.rst)
+                    && self.spill.is_some()
+                    && conn.tcp_ended()
+                    && !conn.queued_for_spill
+                {
+                    conn.queued_for_spill = true;
+                    self.ended.push_back((key, conn.id));
+                }
                 return;
             }
+        } else if !self.tombs.is_empty()
+            && let Some(tomb) = self.tombs.remove(&key)
+            && self.resurrect(key, tomb)
+        {
+            return self.track_flow(seg, packet);
         }
         if self.flows.len() >= self.config.max_flows {
             self.evict_idle();
@@ -338,6 +564,10 @@ impl Analyzer {
         if let Some(n) = &mut conn.notices {
             self.notices.append(n);
         }
+        if self.spill.is_some() && conn.tcp_ended() {
+            conn.queued_for_spill = true;
+            self.ended.push_back((key, conn.id));
+        }
         self.ids.insert(conn.id, key);
         self.flows.insert(key, conn);
     }
@@ -366,20 +596,45 @@ impl Analyzer {
     }
 
     fn retire(&mut self, conn: Box<Connection>) {
+        if !self.account(&conn).keep {
+            return;
+        }
+        let Some(spill) = &mut self.spill else {
+            self.done.push(conn);
+            return;
+        };
+        match spill.write(&conn) {
+            Ok(at) => self.stored.push(Stored::Spilled {
+                brief: Box::new(Brief::of(&conn)),
+                file: 0,
+                at,
+            }),
+            Err(_) => self.stored.push(Stored::Memory(conn)),
+        }
+    }
+
+    /// Counts a connection leaving the flow table, and says whether the report keeps it.
+    fn account(&mut self, conn: &Connection) -> Fate {
         // Failed attempts are kept (up to a cap) as evidence of refusals and reconnect storms; the
         // report shows those aimed at a WebSocket server. A lone SYN that nobody answered and
         // nobody retransmitted is flood or scan noise: only counted.
         let failed = conn.is_failed_attempt();
         let evidence =
             failed && (conn.dirs.iter().any(|d| d.first_rst.is_some()) || conn.syn_count() > 1);
-        if failed && !evidence {
+        let lone_syn = failed && !evidence;
+        if lone_syn {
             self.stats.lone_syns += 1;
         }
         let attempt = evidence && self.attempts_kept < self.config.max_failed_attempts;
         self.capped |= evidence && !attempt;
-        if self.config.keep_non_websocket || conn.is_websocket() || attempt {
+        let keep = self.config.keep_non_websocket || conn.is_websocket() || attempt;
+        if keep {
             self.attempts_kept += u64::from(attempt);
-            self.done.push(conn);
+        }
+        Fate {
+            keep,
+            attempt: keep && attempt,
+            lone_syn,
         }
     }
 
@@ -406,6 +661,14 @@ impl Analyzer {
             Some(c) => Some(&**c),
             None => self.done.iter().find(|c| c.id == id).map(|c| &**c),
         }
+    }
+
+    /// Finished connections spilled to disk so far ([`Config::spill`]).
+    pub fn spilled(&self) -> usize {
+        self.stored
+            .iter()
+            .filter(|s| matches!(s, Stored::Spilled { .. }))
+            .count()
     }
 
     /// Connections still in the flow table.
@@ -440,8 +703,19 @@ impl Analyzer {
             self.retire(conn);
         }
         self.done.sort_by_key(|c| c.id);
+        let mut spill_files = Vec::new();
+        if let Some(mut spill) = self.spill.take() {
+            // Unwritten connections can still be read from the file's buffer: a failed write
+            // here costs nothing but memory.
+            let _ = spill.flush();
+            spill_files.push(spill);
+        }
+        self.stored.retain(|s| !matches!(s, Stored::Gone));
+        self.stored.sort_by_key(Stored::id);
         Analysis {
             connections: self.done,
+            stored: self.stored,
+            spill_files,
             stats: self.stats,
             created: self.created,
             capped: self.capped,

@@ -36,7 +36,9 @@ use std::num::NonZeroU64;
 /// until the report. Flipping the sign bit keeps the order (unsigned order of the stored bits is
 /// the signed order of the nanoseconds); zero is the one value it cannot hold, `i64::MIN` ns
 /// (year 1677), which is read as one nanosecond later.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Timestamp(NonZeroU64);
 
 const SIGN: u64 = 1 << 63;
@@ -88,7 +90,19 @@ impl std::fmt::Debug for Timestamp {
 }
 
 /// How many fractional digits of a timestamp the capture really recorded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Precision {
     #[default]
     Micro,

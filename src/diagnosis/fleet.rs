@@ -22,7 +22,7 @@ const STORM_MAX_INTERVAL_S: f64 = 5.0;
 const BACKOFF_FACTOR: f64 = 1.5;
 
 /// Groups connections that ended after the same idle time, by the same role: index → (size, mean).
-pub fn idle_clusters(views: &[View<'_>], idle: &[Option<Idle>]) -> BTreeMap<usize, (usize, f64)> {
+pub fn idle_clusters(views: &[View], idle: &[Option<Idle>]) -> BTreeMap<usize, (usize, f64)> {
     let mut items: Vec<(&'static str, f64, usize)> = idle
         .iter()
         .enumerate()
@@ -50,7 +50,7 @@ pub fn idle_clusters(views: &[View<'_>], idle: &[Option<Idle>]) -> BTreeMap<usiz
     out
 }
 
-pub fn across(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
+pub fn across(views: &[View], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
     let mut out = Vec::new();
     mass_close(views, time, &mut out);
     refused(views, &mut out);
@@ -59,23 +59,18 @@ pub fn across(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u6
     out
 }
 
-fn mass_close(
-    views: &[View<'_>],
-    time: &dyn Fn(Timestamp) -> String,
-    out: &mut Vec<(u64, Diagnosis)>,
-) {
+fn mass_close(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
     // Endings that are not a client's normal close: a server's close, or TCP dropped by either side.
     let mut endings: Vec<(Timestamp, &'static str, usize)> = views
         .iter()
         .enumerate()
         .filter_map(|(i, v)| {
-            let e = v.conn.ending?;
+            let e = v.brief.ending?;
             let normal_client_close = e.side == v.client
                 && e.kind == EndKind::CloseFrame
-                && v.conn
-                    .closes()
-                    .0
-                    .is_some_and(|(_, f)| matches!(f.code, None | Some(1000 | 1001)));
+                && v.brief
+                    .first_close
+                    .is_some_and(|(_, code)| matches!(code, None | Some(1000 | 1001)));
             (!normal_client_close && v.outcome != Outcome::Refused).then_some((
                 e.at,
                 v.role(e.side),
@@ -87,9 +82,9 @@ fn mass_close(
     // Connections open at a time t: started by t, minus those whose ending came before t. Sorted
     // starts and ends answer that in O(log n) for each candidate window.
     let counted = views.iter().filter(|v| v.outcome != Outcome::Refused);
-    let mut starts: Vec<Timestamp> = counted.clone().map(|v| v.conn.first_packet).collect();
+    let mut starts: Vec<Timestamp> = counted.clone().map(|v| v.brief.first_packet).collect();
     let mut ends: Vec<Timestamp> = counted
-        .filter_map(|v| v.conn.ending.map(|e| e.at))
+        .filter_map(|v| v.brief.ending.map(|e| e.at))
         .collect();
     starts.sort_unstable();
     ends.sort_unstable();
@@ -119,7 +114,7 @@ fn mass_close(
         for (_, _, i) in &group {
             reported.insert(*i);
             out.push((
-                views[*i].conn.id,
+                views[*i].brief.id,
                 Diagnosis::new(
                     "mass-close",
                     format!(
@@ -140,11 +135,11 @@ fn mass_close(
     }
 }
 
-fn refused(views: &[View<'_>], out: &mut Vec<(u64, Diagnosis)>) {
+fn refused(views: &[View], out: &mut Vec<(u64, Diagnosis)>) {
     for v in views.iter().filter(|v| v.outcome == Outcome::Refused) {
-        let c = v.conn;
-        let syns = c.dirs[v.client].packets;
-        let d = if let Some(rst) = c.dirs[v.server].first_rst {
+        let c = &v.brief;
+        let syns = c.packets[v.client];
+        let d = if let Some(rst) = c.first_rst[v.server] {
             Diagnosis::new(
                 "refused",
                 format!("the connection attempt was answered with RST after {:.3} s: nothing listening (server down or restarting)", seconds(c.first_packet, rst)),
@@ -164,34 +159,34 @@ fn refused(views: &[View<'_>], out: &mut Vec<(u64, Diagnosis)>) {
 }
 
 /// Endpoint key of a client: its address without the port (a reconnect uses a new port).
-fn client_ip(v: &View<'_>) -> std::net::IpAddr {
-    v.conn.endpoints[v.client].ip()
+fn client_ip(v: &View) -> std::net::IpAddr {
+    v.brief.endpoints[v.client].ip()
 }
 
-fn server_of(v: &View<'_>) -> SocketAddr {
-    v.conn.endpoints[v.server]
+fn server_of(v: &View) -> SocketAddr {
+    v.brief.endpoints[v.server]
 }
 
 /// When a connection was over, as far as its client could tell.
-fn ended_at(v: &View<'_>) -> Option<Timestamp> {
+fn ended_at(v: &View) -> Option<Timestamp> {
     if v.outcome == Outcome::Open {
         None
     } else {
-        Some(v.conn.ending.map_or(v.conn.last_packet, |e| e.at))
+        Some(v.brief.ending.map_or(v.brief.last_packet, |e| e.at))
     }
 }
 
 /// Client addresses that held two connections to the same server at once: several clients behind
 /// one address (loopback, NAT), whose reconnects cannot be told apart into per-client chains.
-fn shared_addresses(views: &[View<'_>]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
+fn shared_addresses(views: &[View]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
     let mut spans: BTreeMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> =
         BTreeMap::new();
     for v in views {
-        let end = ended_at(v).unwrap_or(v.conn.last_packet);
+        let end = ended_at(v).unwrap_or(v.brief.last_packet);
         spans
             .entry((client_ip(v), server_of(v)))
             .or_default()
-            .push((v.conn.first_packet, end));
+            .push((v.brief.first_packet, end));
     }
     spans
         .into_iter()
@@ -208,14 +203,10 @@ fn shared_addresses(views: &[View<'_>]) -> HashSet<(std::net::IpAddr, SocketAddr
         .collect()
 }
 
-fn reconnects(
-    views: &[View<'_>],
-    time: &dyn Fn(Timestamp) -> String,
-    out: &mut Vec<(u64, Diagnosis)>,
-) {
+fn reconnects(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
     let shared = shared_addresses(views);
     let mut order: Vec<usize> = (0..views.len()).collect();
-    order.sort_by_key(|&i| views[i].conn.first_packet);
+    order.sort_by_key(|&i| views[i].brief.first_packet);
     // previous[i] = the connection i reconnected after, with the interval.
     let mut previous: BTreeMap<usize, (usize, f64)> = BTreeMap::new();
     let mut taken: BTreeSet<usize> = BTreeSet::new();
@@ -227,7 +218,7 @@ fn reconnects(
         if shared.contains(&key) {
             continue;
         }
-        let start = v.conn.first_packet;
+        let start = v.brief.first_packet;
         let group = earlier.entry(key).or_default();
         let candidate = group
             .iter()
@@ -291,10 +282,10 @@ fn reconnects(
         .with("retry_intervals_s", shown)
         .with("exponential_backoff", backoff)
         .with("jitter", jitter)
-        .with("connections", chain.iter().map(|&i| views[i].conn.id).collect::<Vec<_>>())
-        .with("from", time(first.conn.first_packet));
+        .with("connections", chain.iter().map(|&i| views[i].brief.id).collect::<Vec<_>>())
+        .with("from", time(first.brief.first_packet));
         for &i in &chain {
-            out.push((views[i].conn.id, d.clone()));
+            out.push((views[i].brief.id, d.clone()));
         }
     }
 }
@@ -302,19 +293,15 @@ fn reconnects(
 /// Silence, in both directions, that makes the older of two parallel connections a leftover.
 const DUPLICATE_SILENT_S: f64 = 30.0;
 
-fn duplicates(
-    views: &[View<'_>],
-    time: &dyn Fn(Timestamp) -> String,
-    out: &mut Vec<(u64, Diagnosis)>,
-) {
+fn duplicates(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
     // Same client address, server, path and User-Agent: one client's connections, in start order.
     type Key<'k> = (std::net::IpAddr, SocketAddr, &'k str, &'k str);
-    let mut groups: HashMap<Key<'_>, Vec<&View<'_>>> = HashMap::new();
+    let mut groups: HashMap<Key<'_>, Vec<&View>> = HashMap::new();
     for v in views
         .iter()
-        .filter(|v| v.outcome != Outcome::Refused && v.conn.is_websocket())
+        .filter(|v| v.outcome != Outcome::Refused && v.brief.is_websocket)
     {
-        if let Some((_, _, req)) = &v.conn.handshake.request
+        if let Some(req) = &v.brief.request
             && let Some(ua) = req.user_agent.as_deref()
         {
             groups
@@ -324,11 +311,11 @@ fn duplicates(
         }
     }
     for group in groups.values_mut() {
-        group.sort_by_key(|v| v.conn.first_packet);
+        group.sort_by_key(|v| v.brief.first_packet);
     }
     let capture_end = views
         .iter()
-        .map(|v| v.conn.last_packet)
+        .map(|v| v.brief.last_packet)
         .max()
         .unwrap_or_default();
     for (old, later) in groups.values().flat_map(|g| {
@@ -340,35 +327,26 @@ fn duplicates(
         let old_end = ended_at(old).unwrap_or(capture_end);
         let newer = later
             .iter()
-            .take_while(|n| n.conn.first_packet < old_end)
-            .find(|n| {
-                n.conn.first_packet > old.conn.first_packet
-                    && n.conn.dirs.iter().any(|d| d.frames > 0)
-            });
+            .take_while(|n| n.brief.first_packet < old_end)
+            .find(|n| n.brief.first_packet > old.brief.first_packet && n.brief.any_frames);
         let Some(newer) = newer else { continue };
         // The older one said nothing at all, not even a ping, from the newer one's start on.
-        let last_old = old
-            .conn
-            .dirs
-            .iter()
-            .filter_map(|d| d.last_activity)
-            .max()
-            .unwrap_or(old.conn.first_packet);
-        let silent = seconds(last_old.max(newer.conn.first_packet), old_end);
-        if last_old <= newer.conn.first_packet && silent >= DUPLICATE_SILENT_S {
+        let last_old = old.brief.last_activity.unwrap_or(old.brief.first_packet);
+        let silent = seconds(last_old.max(newer.brief.first_packet), old_end);
+        if last_old <= newer.brief.first_packet && silent >= DUPLICATE_SILENT_S {
             out.push((
-                old.conn.id,
+                old.brief.id,
                 Diagnosis::new(
                     "duplicate-connection",
                     format!(
                         "the client opened connection {} to the same endpoint at {} while this one stayed open and silent for {:.1} s",
-                        newer.conn.id,
-                        time(newer.conn.first_packet),
+                        newer.brief.id,
+                        time(newer.brief.first_packet),
                         silent
                     ),
                     "close the old socket before reconnecting; a client that leaks connections doubles server load and misses messages",
                 )
-                .with("newer_connection", newer.conn.id)
+                .with("newer_connection", newer.brief.id)
                 .with("silent_s", ms(silent)),
             ));
         }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::analyzer::{Connection, Side};
+use crate::analyzer::{Brief, Connection, Outcome, Side};
 use crate::capture::Timestamp;
 
 /// One named cause with its evidence.
@@ -171,28 +171,33 @@ pub const KNOWN_TIMEOUTS: &[(f64, &str)] = &[
     (3600.0, "HAProxy `timeout tunnel 1h` (a common setting)"),
 ];
 
-/// Facts every rule needs, resolved once per connection.
-#[derive(Clone, Copy)]
-pub struct View<'a> {
-    pub conn: &'a Connection,
+/// Facts every rule needs, resolved once per connection: its [`Brief`] (all that the rules across
+/// connections read), with the roles resolved. The rules of one connection read the whole
+/// [`Connection`] besides.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub brief: Brief,
     pub client: Side,
     pub server: Side,
     /// The outcome as reported (clean, abnormal...).
-    pub outcome: crate::report::Outcome,
+    pub outcome: Outcome,
     /// The side that is a proxy, when this connection is one leg of a proxied WebSocket.
     pub proxy: Option<Side>,
 }
 
-impl<'a> View<'a> {
-    pub fn new(conn: &'a Connection, outcome: crate::report::Outcome) -> Self {
-        let (client, _) = conn.roles();
+impl View {
+    pub fn new(brief: Brief) -> Self {
         View {
-            conn,
-            client,
-            server: 1 - client,
-            outcome,
+            client: brief.client,
+            server: 1 - brief.client,
+            outcome: brief.outcome,
             proxy: None,
+            brief,
         }
+    }
+
+    pub fn of(conn: &Connection) -> Self {
+        View::new(Brief::of(conn))
     }
 
     /// How a summary names a side: "client", "server", or "proxy" on a proxied leg.
@@ -216,16 +221,18 @@ fn ms(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Runs every rule; returns the diagnoses of each connection by id, main one first.
+/// Runs every rule over these connections; returns the diagnoses of each by id, main one first.
 pub fn diagnose(
-    views: &[View<'_>],
+    conns: &[&Connection],
     time: &dyn Fn(Timestamp) -> String,
 ) -> BTreeMap<u64, Vec<Diagnosis>> {
-    let diagnoser = Diagnoser::new(views, time);
-    (0..views.len())
-        .filter_map(|i| {
-            let list = diagnoser.of(i, time);
-            (!list.is_empty()).then(|| (views[i].conn.id, list))
+    let diagnoser = Diagnoser::new(conns.iter().map(|c| View::of(c)).collect(), time);
+    conns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let list = diagnoser.of(i, c, time);
+            (!list.is_empty()).then_some((c.id, list))
         })
         .collect()
 }
@@ -234,19 +241,18 @@ pub fn diagnose(
 /// mass closes, proxy legs...) is worked out once, up front; the per-connection rules run when a
 /// connection's diagnoses are asked for, so a report written connection by connection never holds
 /// the diagnoses of all of them at once.
-pub struct Diagnoser<'a> {
+pub struct Diagnoser {
     /// The views, with the proxy side set on the legs of proxied connections.
-    views: Vec<View<'a>>,
+    views: Vec<View>,
     idle: Vec<Option<rules::Idle>>,
     clusters: BTreeMap<usize, (usize, f64)>,
     /// Findings across connections, by connection id (only the connections involved).
     across: BTreeMap<u64, Vec<Diagnosis>>,
 }
 
-impl<'a> Diagnoser<'a> {
-    pub fn new(views: &[View<'a>], time: &dyn Fn(Timestamp) -> String) -> Self {
+impl Diagnoser {
+    pub fn new(mut views: Vec<View>, time: &dyn Fn(Timestamp) -> String) -> Self {
         // Name the proxy as such on both legs of a proxied connection.
-        let mut views: Vec<View<'a>> = views.to_vec();
         let pairs = proxy::pairs(&views);
         for &(front, up, _) in &pairs {
             views[front].proxy = Some(views[front].server);
@@ -269,15 +275,25 @@ impl<'a> Diagnoser<'a> {
         }
     }
 
+    /// The views given to `new`, with the proxy side set on proxied legs.
+    pub fn views(&self) -> &[View] {
+        &self.views
+    }
+
     /// The diagnoses of the connection at `index` (in the order of the views given to `new`), the
-    /// main one first.
-    pub fn of(&self, index: usize, time: &dyn Fn(Timestamp) -> String) -> Vec<Diagnosis> {
+    /// main one first; `conn` is that connection.
+    pub fn of(
+        &self,
+        index: usize,
+        conn: &Connection,
+        time: &dyn Fn(Timestamp) -> String,
+    ) -> Vec<Diagnosis> {
         let Some(v) = self.views.get(index) else {
             return Vec::new();
         };
         let idle = self.idle.get(index).copied().flatten();
-        let mut list = rules::per_connection(v, idle, self.clusters.get(&index), time);
-        if let Some(more) = self.across.get(&v.conn.id) {
+        let mut list = rules::per_connection(v, conn, idle, self.clusters.get(&index), time);
+        if let Some(more) = self.across.get(&v.brief.id) {
             list.extend(more.iter().cloned());
         }
         list.sort_by_key(Diagnosis::rank);

@@ -5,7 +5,7 @@
 //! who ended it.
 
 use super::{Diagnosis, View, ms, seconds};
-use crate::analyzer::{EndKind, Ending};
+use crate::analyzer::{EndKind, Ending, RequestBrief};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -17,20 +17,14 @@ const PAIR_WITHIN_S: f64 = 1.0;
 /// Endings of the two legs this close together are one action of the proxy.
 const SAME_ACTION_S: f64 = 0.5;
 
-fn request_of<'a>(
-    v: &View<'a>,
-) -> Option<(Timestamp, &'a crate::websocket::handshake::UpgradeRequest)> {
-    v.conn
-        .handshake
-        .request
-        .as_ref()
-        .map(|(t, _, r)| (*t, r.as_ref()))
+fn request_of(v: &View) -> Option<(Timestamp, &RequestBrief)> {
+    v.brief.request.as_ref().map(|r| (r.at, r.as_ref()))
 }
 
-fn how(e: &Ending, v: &View<'_>) -> String {
+fn how(e: &Ending, v: &View) -> String {
     match e.kind {
         EndKind::CloseFrame => {
-            let code = v.conn.dirs[e.side].close.as_ref().and_then(|c| c.code);
+            let code = v.brief.close_code[e.side];
             format!(
                 "a close frame ({})",
                 code.map_or("no code".to_owned(), |c| c.to_string())
@@ -44,7 +38,7 @@ fn how(e: &Ending, v: &View<'_>) -> String {
 
 /// The legs of proxied connections: (client leg, upstream leg, how they were paired), as indexes
 /// into `views`.
-pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
+pub fn pairs(views: &[View]) -> Vec<(usize, usize, &'static str)> {
     // Indexes, so that pairing costs O(n log n) and not a comparison of every two connections.
     let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut by_origin_path: HashMap<(IpAddr, &str), Vec<(Timestamp, usize)>> = HashMap::new();
@@ -54,7 +48,7 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
                 by_key.entry(key).or_default().push(i);
             }
             by_origin_path
-                .entry((v.conn.endpoints[v.client].ip(), req.path.as_str()))
+                .entry((v.brief.endpoints[v.client].ip(), req.path.as_str()))
                 .or_default()
                 .push((t, i));
         }
@@ -78,11 +72,11 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
         let Some((_, req_front)) = request_of(front) else {
             continue;
         };
-        let front_server = front.conn.endpoints[front.server];
+        let front_server = front.brief.endpoints[front.server];
         let fits = |ui: usize, t_up: Timestamp| {
             ui != fi
                 && !used.contains(&ui)
-                && views[ui].conn.endpoints[views[ui].server] != front_server
+                && views[ui].brief.endpoints[views[ui].server] != front_server
                 && (0.0..=PAIR_WITHIN_S).contains(&seconds(t_front, t_up))
         };
         // The upstream leg: a later request with the same key, else one from the proxy host (the
@@ -121,14 +115,14 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
 
 /// `pairs`: what [`pairs`] found in `views`.
 pub fn pair_legs(
-    views: &[View<'_>],
+    views: &[View],
     pairs: &[(usize, usize, &'static str)],
     time: &dyn Fn(Timestamp) -> String,
 ) -> Vec<(u64, Diagnosis)> {
     let mut out = Vec::new();
     for &(fi, ui, evidence) in pairs {
         let (front, up) = (&views[fi], &views[ui]);
-        let (Some(ef), Some(eu)) = (front.conn.ending, up.conn.ending) else {
+        let (Some(ef), Some(eu)) = (front.brief.ending, up.brief.ending) else {
             continue;
         };
         // Two clean close handshakes are no fault to explain.
@@ -141,12 +135,7 @@ pub fn pair_legs(
         let proxy_ended_up = eu.side == up.client;
         let last_frame = [front, up]
             .iter()
-            .flat_map(|v| {
-                v.conn
-                    .dirs
-                    .iter()
-                    .filter_map(|d| d.last_frame.map(|(t, _)| t))
-            })
+            .flat_map(|v| v.brief.last_frame.iter().flatten().copied())
             .filter(|t| *t <= ef.at.min(eu.at))
             .max();
         let summary = if proxy_ended_front && proxy_ended_up && gap <= SAME_ACTION_S {
@@ -213,16 +202,16 @@ pub fn pair_legs(
             summary,
             "the leg that ended first names the actor: tune that component (proxy timeouts, upstream restarts, client behaviour)",
         )
-        .with("client_leg", front.conn.id)
-        .with("upstream_leg", up.conn.id)
+        .with("client_leg", front.brief.id)
+        .with("upstream_leg", up.brief.id)
         .with("paired_by", evidence)
         .with("client_leg_ended_by", if proxy_ended_front { "proxy" } else { "client" })
         .with("upstream_leg_ended_by", if proxy_ended_up { "proxy" } else { "upstream" })
         .with("client_leg_ended_at", time(ef.at))
         .with("upstream_leg_ended_at", time(eu.at))
         .with("between_endings_ms", ms(gap * 1e3));
-        out.push((front.conn.id, d.clone()));
-        out.push((up.conn.id, d));
+        out.push((front.brief.id, d.clone()));
+        out.push((up.brief.id, d));
     }
     out
 }

@@ -1,7 +1,7 @@
 //! Rules that look at one connection at a time.
 
 use super::{Diagnosis, View, is_round, matching_defaults, ms, seconds};
-use crate::analyzer::{EndKind, Side};
+use crate::analyzer::{Connection, EndKind, Side};
 use crate::capture::Timestamp;
 use crate::report::Outcome;
 
@@ -31,12 +31,12 @@ pub struct Idle {
 }
 
 /// The idle time before each connection's end, where it is long enough to be a timeout.
-pub fn idle_candidates(views: &[View<'_>]) -> Vec<Option<Idle>> {
+pub fn idle_candidates(views: &[View]) -> Vec<Option<Idle>> {
     views.iter().map(idle_of).collect()
 }
 
-fn idle_of(v: &View<'_>) -> Option<Idle> {
-    let c = v.conn;
+fn idle_of(v: &View) -> Option<Idle> {
+    let c = &v.brief;
     let end = c.ending?;
     // Silence is measured from the last new bytes; a connection that never carried any is measured
     // from its start.
@@ -79,13 +79,14 @@ fn ping_interval(times: &[Timestamp]) -> Option<f64> {
     gaps.get(gaps.len() / 2).copied()
 }
 
+/// The rules of one connection: `v` is its view, `c` the connection.
 pub fn per_connection(
-    v: &View<'_>,
+    v: &View,
+    c: &Connection,
     idle: Option<Idle>,
     cluster: Option<&(usize, f64)>,
     time: &dyn Fn(Timestamp) -> String,
 ) -> Vec<Diagnosis> {
-    let c = v.conn;
     let mut out = Vec::new();
     let role = |s: Side| v.role(s);
     let clean_normal = v.outcome == Outcome::Clean
@@ -208,7 +209,7 @@ pub fn per_connection(
     let violations: Vec<(&str, u64)> = [
         (
             "unmasked_client_frames",
-            if cd.masked_frames > 0 || v.conn.handshake.request.is_some() {
+            if cd.masked_frames > 0 || c.handshake.request.is_some() {
                 cd.unmasked_frames
             } else {
                 0
@@ -317,7 +318,7 @@ pub fn per_connection(
                 ));
             }
             out.push(d);
-            out.extend(heartbeat(v, &idle));
+            out.extend(heartbeat(v, c, &idle));
         }
     }
 
@@ -483,8 +484,7 @@ pub fn per_connection(
 }
 
 /// Heartbeat diagnoses that explain an idle timeout.
-fn heartbeat(v: &View<'_>, idle: &Idle) -> Vec<Diagnosis> {
-    let c = v.conn;
+fn heartbeat(v: &View, c: &Connection, idle: &Idle) -> Vec<Diagnosis> {
     let role = |s: Side| v.role(s);
     let pings = c.dirs[0].pings + c.dirs[1].pings;
     let pongs = c.dirs[0].pongs + c.dirs[1].pongs;

@@ -441,16 +441,16 @@ impl<W: Write> Monitor<W> {
         self.tick(Timestamp::from_nanos(i64::MAX))
     }
 
-    fn view<'a>(c: &'a Connection) -> View<'a> {
-        View::new(c, outcome_of(c))
+    fn view(c: &Connection) -> View {
+        View::of(c)
     }
 
     /// Whether the report lists this connection (as `model::build` decides, with the servers known
     /// so far).
-    fn shown(&self, v: &View<'_>) -> bool {
+    fn shown(&self, v: &View) -> bool {
         match v.outcome {
             Outcome::NotWebsocket => false,
-            Outcome::Refused => self.ws_servers.contains(&v.conn.endpoints[v.server]),
+            Outcome::Refused => self.ws_servers.contains(&v.brief.endpoints[v.server]),
             _ => true,
         }
     }
@@ -474,15 +474,15 @@ impl<W: Write> Monitor<W> {
         let precision = self.precision;
         let mut diagnoses = {
             let start = self.kept.len().saturating_sub(self.opts.window);
-            let views: Vec<View<'_>> = self
+            let conns: Vec<&Connection> = self
                 .kept
                 .range(start..)
                 .chain(batch.iter())
-                .map(|c| Self::view(c))
-                .filter(|v| self.shown(v))
+                .filter(|c| self.shown(&Self::view(c)))
+                .map(|c| &**c)
                 .collect();
             let time = |t: Timestamp| tf.format(t, precision);
-            diagnosis::diagnose(&views, &time)
+            diagnosis::diagnose(&conns, &time)
         };
         for c in batch {
             let v = Self::view(&c);
@@ -573,7 +573,7 @@ impl<W: Write> Monitor<W> {
 
     /// Ends the run: connections still open are reported as open, and the report is built from the
     /// kept finished connections and the open ones; its summary counts every connection.
-    pub fn finish(self, files: &[String], mut warnings: Vec<String>) -> (Report, W) {
+    pub fn finish(self, files: &[String], mut warnings: Vec<String>) -> io::Result<(Report, W)> {
         let Monitor {
             analyzer,
             out,
@@ -605,9 +605,9 @@ impl<W: Write> Monitor<W> {
                 all: false,
             },
             |_| true,
-        );
+        )?;
         add_summary(&mut report.summary, &dropped_summary);
-        (report, out)
+        Ok((report, out))
     }
 }
 
@@ -670,7 +670,7 @@ mod tests {
             time: TimeFormat::default(),
             all: false,
         };
-        model::build(&analysis, opts, |_| true)
+        model::build(&analysis, opts, |_| true).unwrap()
     }
 
     fn live(path: &PathBuf, opts: MonitorOptions) -> (Report, Vec<u8>) {
@@ -682,7 +682,7 @@ mod tests {
             m.tick(ts).unwrap();
         }
         m.drain().unwrap();
-        let (report, out) = m.finish(&[], Vec::new());
+        let (report, out) = m.finish(&[], Vec::new()).unwrap();
         (report, out)
     }
 
@@ -812,7 +812,7 @@ mod tests {
         }
         assert!(peak_flows <= want.capture.tcp_connections as usize * 2);
         m.drain().unwrap();
-        let (got, _) = m.finish(&[], Vec::new());
+        let (got, _) = m.finish(&[], Vec::new()).unwrap();
         assert_eq!(got.connections.len(), 20);
         assert_eq!(got.summary.connections, want.summary.connections * rounds);
         assert_eq!(

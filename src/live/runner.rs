@@ -298,7 +298,7 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     let files = [format!("live:{iface}")];
-    let (report, _) = monitor.finish(&files, warnings);
+    let (report, _) = monitor.finish(&files, warnings)?;
     debug_assert_eq!(report.capture.packets, packets);
     if stopped != Stop::OutputClosed {
         let stdout = io::stdout();

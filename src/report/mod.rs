@@ -45,7 +45,7 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result
             }
             Ok(())
         }
-        Format::Csv => write_csv(report.connections.iter(), out),
+        Format::Csv => write_csv(report.connections.iter().map(Ok), out),
         Format::Markdown => markdown::write(report, out),
         Format::Html => html::write(report, out),
     }
@@ -81,7 +81,7 @@ pub fn write_lazy(
             report.render_in_order(threads, &line, &mut |v| out.write_all(&v))?;
         }
         Format::Csv => write_csv(report.connections(), out)?,
-        _ => write(&report.into_report(), format, out)?,
+        _ => write(&report.into_report()?, format, out)?,
     }
     buffered.flush()
 }
@@ -127,7 +127,7 @@ fn write_json_lazily(
 }
 
 fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(
-    connections: impl Iterator<Item = C>,
+    connections: impl Iterator<Item = io::Result<C>>,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
@@ -159,6 +159,7 @@ fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(
     w.write_record(header)?;
     let opt = |o: Option<String>| o.unwrap_or_default();
     for c in connections {
+        let c = c?;
         let c = c.borrow();
         let fc = c.first_close.as_ref();
         let cr = c.close_reply.as_ref();

@@ -2,63 +2,18 @@
 //! contract (docs/json.md). Built once from the analysis; printers only format it.
 
 use std::collections::BTreeMap;
+use std::io;
 
 use serde::{Deserialize, Serialize};
 
 use super::time::TimeFormat;
+pub use crate::analyzer::Outcome;
 use crate::analyzer::{Analysis, CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
 use crate::capture::{Precision, Timestamp};
 use crate::diagnosis::{Diagnoser, Diagnosis, View};
 use crate::websocket::close;
 
 pub const SCHEMA_VERSION: u32 = 1;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Clean,
-    Abnormal,
-    CloseUnanswered,
-    Open,
-    HandshakeFailed,
-    /// A TCP connection attempt to a WebSocket server answered with RST or never answered.
-    Refused,
-    /// TLS without keys: TCP ended (see first_fin/first_rst and tls.close_notify) but whether a
-    /// close frame was sent cannot be seen.
-    Encrypted,
-    /// Only with `--all`: a TCP connection that is not WebSocket.
-    NotWebsocket,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Clean => "clean",
-            Outcome::Abnormal => "abnormal",
-            Outcome::CloseUnanswered => "close-unanswered",
-            Outcome::Open => "open",
-            Outcome::HandshakeFailed => "handshake-failed",
-            Outcome::Refused => "refused",
-            Outcome::Encrypted => "encrypted",
-            Outcome::NotWebsocket => "not-websocket",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Outcome> {
-        [
-            Outcome::Clean,
-            Outcome::Abnormal,
-            Outcome::CloseUnanswered,
-            Outcome::Open,
-            Outcome::HandshakeFailed,
-            Outcome::Refused,
-            Outcome::Encrypted,
-            Outcome::NotWebsocket,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -379,30 +334,9 @@ fn per_side<T>(client: Side, f: impl Fn(&DirFacts) -> T, c: &Connection) -> PerS
     }
 }
 
+/// The outcome of a connection (see [`Connection::outcome`]).
 pub fn outcome_of(c: &Connection) -> Outcome {
-    if !c.is_websocket() {
-        return if c.is_failed_attempt() {
-            Outcome::Refused
-        } else {
-            Outcome::NotWebsocket
-        };
-    }
-    if c.handshake_failed() {
-        return Outcome::HandshakeFailed;
-    }
-    if c.tls.as_ref().is_some_and(|t| !t.decrypted) && c.handshake.request.is_none() {
-        return if c.tcp_closing() {
-            Outcome::Encrypted
-        } else {
-            Outcome::Open
-        };
-    }
-    match c.closes() {
-        (Some(_), Some(_)) => Outcome::Clean,
-        (Some(_), None) if c.tcp_closing() => Outcome::CloseUnanswered,
-        (None, _) if c.tcp_closing() => Outcome::Abnormal,
-        _ => Outcome::Open,
-    }
+    c.outcome()
 }
 
 /// "client +1.234s", or "-": how the human formats show who did something and when.
@@ -673,8 +607,8 @@ impl Summary {
 
     /// Counts one more connection straight from its facts (what [`Summary::add`] reads from its
     /// report, without building the report).
-    fn add_view(&mut self, v: &View<'_>) {
-        let c = v.conn;
+    fn add_view(&mut self, v: &View) {
+        let c = &v.brief;
         let role = |side: Side| {
             if side == v.client {
                 Role::Client
@@ -684,24 +618,27 @@ impl Summary {
         };
         self.add_parts(
             v.outcome,
-            c.closes().0.map(|(side, f)| (role(side), f.code)),
-            c.first_flag(true).map(|(side, _)| role(side)),
-            c.first_flag(false).map(|(side, _)| role(side)),
+            c.first_close.map(|(side, code)| (role(side), code)),
+            c.first_rst_by.map(role),
+            c.first_fin_by.map(role),
         );
     }
 }
 
 /// Reconnections: a connection that starts at most a minute after an earlier one from the same client
 /// address to the same server endpoint ended.
-fn count_reconnections(views: &[View<'_>]) -> u64 {
+fn count_reconnections(views: &[View]) -> u64 {
     type Group = (std::net::IpAddr, std::net::SocketAddr);
     let mut ends: std::collections::HashMap<Group, Vec<(Timestamp, u64)>> = Default::default();
     for v in views {
         if v.outcome != Outcome::Open {
-            let end = v.conn.ending.map_or(v.conn.last_packet, |e| e.at);
-            ends.entry((v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server]))
-                .or_default()
-                .push((end, v.conn.id));
+            let end = v.brief.ending.map_or(v.brief.last_packet, |e| e.at);
+            ends.entry((
+                v.brief.endpoints[v.client].ip(),
+                v.brief.endpoints[v.server],
+            ))
+            .or_default()
+            .push((end, v.brief.id));
         }
     }
     for list in ends.values_mut() {
@@ -710,19 +647,22 @@ fn count_reconnections(views: &[View<'_>]) -> u64 {
     views
         .iter()
         .filter(|v| {
-            let start = v.conn.first_packet;
-            ends.get(&(v.conn.endpoints[v.client].ip(), v.conn.endpoints[v.server]))
-                .is_some_and(|list| {
-                    // The latest end at or before this start, other than this connection's own (a SYN
-                    // refused in the same microsecond ends when it starts).
-                    let i = list.partition_point(|(t, _)| *t <= start);
-                    list.get(..i)
-                        .unwrap_or_default()
-                        .iter()
-                        .rev()
-                        .find(|(_, id)| *id != v.conn.id)
-                        .is_some_and(|(t, _)| start.seconds_since(*t) <= 60.0)
-                })
+            let start = v.brief.first_packet;
+            ends.get(&(
+                v.brief.endpoints[v.client].ip(),
+                v.brief.endpoints[v.server],
+            ))
+            .is_some_and(|list| {
+                // The latest end at or before this start, other than this connection's own (a SYN
+                // refused in the same microsecond ends when it starts).
+                let i = list.partition_point(|(t, _)| *t <= start);
+                list.get(..i)
+                    .unwrap_or_default()
+                    .iter()
+                    .rev()
+                    .find(|(_, id)| *id != v.brief.id)
+                    .is_some_and(|(t, _)| start.seconds_since(*t) <= 60.0)
+            })
         })
         .count() as u64
 }
@@ -742,19 +682,21 @@ pub fn build(
     analysis: &Analysis,
     opts: BuildOptions<'_>,
     keep: impl Fn(&ConnectionReport) -> bool,
-) -> Report {
-    build_lazily(analysis, opts, Some(&keep), true).into_report()
+) -> io::Result<Report> {
+    build_lazily(analysis, opts, Some(&keep), true)?.into_report()
 }
 
 /// A report whose connections are built one at a time, as they are written, and dropped after:
-/// the memory of a report of many connections is then the analysis alone, not the analysis plus
-/// every connection's report and diagnoses. Serializes exactly as the [`Report`] it stands for.
+/// the memory of a report of many connections is then the analysis alone (whose connections may
+/// wait on disk, see [`crate::analyzer::spill`]), not the analysis plus every connection's report
+/// and diagnoses. Serializes exactly as the [`Report`] it stands for.
 pub struct LazyReport<'a> {
     /// Everything but the connections.
     head: Report,
-    diagnoser: Diagnoser<'a>,
-    /// The connections shown (in the order of the diagnoser's views).
-    shown: Vec<View<'a>>,
+    analysis: &'a Analysis,
+    diagnoser: Diagnoser,
+    /// For each connection shown (in the order of the diagnoser's views), its index in the analysis.
+    shown: Vec<usize>,
     /// Indices into `shown` of the connections that pass the filters.
     kept: Vec<usize>,
     time: TimeFormat,
@@ -769,23 +711,24 @@ impl LazyReport<'_> {
     }
 
     /// Builds the connections' reports in order, one at a time.
-    pub fn connections(&self) -> impl ExactSizeIterator<Item = ConnectionReport> + '_ {
+    pub fn connections(&self) -> impl ExactSizeIterator<Item = io::Result<ConnectionReport>> + '_ {
         self.kept.iter().map(|&i| self.connection(i))
     }
 
     /// The report of the connection shown at `index`, with its diagnoses.
-    fn connection(&self, index: usize) -> ConnectionReport {
+    fn connection(&self, index: usize) -> io::Result<ConnectionReport> {
         let (tf, precision) = (self.time, self.precision);
         let time = move |t: Timestamp| tf.format(t, precision);
-        let mut r = ConnectionReport::build(self.shown[index].conn, &self.time, self.timelines);
-        r.diagnosis = self.diagnoser.of(index, &time);
-        r
+        let conn = self.analysis.connection(self.shown[index])?;
+        let mut r = ConnectionReport::build(&conn, &self.time, self.timelines);
+        r.diagnosis = self.diagnoser.of(index, &conn, &time);
+        Ok(r)
     }
 
     /// Builds and renders (with `render`) every connection's report on up to `threads` threads, a
     /// few hundred connections at a time, and hands the renderings to `each` in order. Only one
     /// round of renderings is held at once.
-    pub fn render_in_order<E: Send>(
+    pub fn render_in_order<E: Send + From<io::Error>>(
         &self,
         threads: usize,
         render: &(dyn Fn(&ConnectionReport) -> Result<Vec<u8>, E> + Sync),
@@ -793,21 +736,19 @@ impl LazyReport<'_> {
     ) -> Result<(), E> {
         const PER_THREAD: usize = 64;
         let threads = threads.clamp(1, 64);
+        let one = |i: usize| -> Result<Vec<u8>, E> { render(&self.connection(i)?) };
         for round in self.kept.chunks(PER_THREAD * threads) {
             let rendered: Vec<Result<Vec<u8>, E>> = if threads == 1 || round.len() < 2 * PER_THREAD
             {
-                round.iter().map(|&i| render(&self.connection(i))).collect()
+                round.iter().map(|&i| one(i)).collect()
             } else {
                 let share = round.len().div_ceil(threads);
+                let one = &one;
                 std::thread::scope(|scope| {
                     let parts: Vec<_> = round
                         .chunks(share)
                         .map(|part| {
-                            scope.spawn(move || {
-                                part.iter()
-                                    .map(|&i| render(&self.connection(i)))
-                                    .collect::<Vec<_>>()
-                            })
+                            scope.spawn(move || part.iter().map(|&i| one(i)).collect::<Vec<_>>())
                         })
                         .collect();
                     parts
@@ -827,12 +768,12 @@ impl LazyReport<'_> {
     }
 
     /// The whole report, every connection built.
-    pub fn into_report(self) -> Report {
-        let connections = self.connections().collect();
-        Report {
+    pub fn into_report(self) -> io::Result<Report> {
+        let connections = self.connections().collect::<io::Result<_>>()?;
+        Ok(Report {
             connections,
             ..self.head
-        }
+        })
     }
 }
 
@@ -843,43 +784,42 @@ pub fn build_lazily<'a>(
     opts: BuildOptions<'_>,
     keep: Option<&dyn Fn(&ConnectionReport) -> bool>,
     timelines: bool,
-) -> LazyReport<'a> {
+) -> io::Result<LazyReport<'a>> {
     let tf = opts.time;
-    let views: Vec<View<'_>> = analysis
-        .connections
-        .iter()
-        .map(|c| View::new(c, outcome_of(c)))
+    let views: Vec<(usize, View)> = (0..analysis.len())
+        .filter_map(|i| Some((i, View::new(analysis.brief(i)?.into_owned()))))
         .collect();
     // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
     let ws_servers: std::collections::HashSet<std::net::SocketAddr> = views
         .iter()
-        .filter(|v| !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket))
-        .map(|v| v.conn.endpoints[v.server])
+        .filter(|(_, v)| !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket))
+        .map(|(_, v)| v.brief.endpoints[v.server])
         .collect();
-    let shown: Vec<View<'_>> = views
+    let (shown, views): (Vec<usize>, Vec<View>) = views
         .into_iter()
-        .filter(|v| match v.outcome {
+        .filter(|(_, v)| match v.outcome {
             Outcome::NotWebsocket => opts.all,
-            Outcome::Refused => opts.all || ws_servers.contains(&v.conn.endpoints[v.server]),
+            Outcome::Refused => opts.all || ws_servers.contains(&v.brief.endpoints[v.server]),
             _ => true,
         })
-        .collect();
+        .unzip();
 
     let precision = analysis.stats.precision;
     let time = |t: Timestamp| tf.format(t, precision);
-    let diagnoser = Diagnoser::new(&shown, &time);
+    let diagnoser = Diagnoser::new(views, &time);
 
     // The filters and the summary need each connection's report, but not its diagnoses nor its
     // timeline; the report is built again when written rather than kept.
     let mut summary = Summary {
-        reconnections: count_reconnections(&shown),
+        reconnections: count_reconnections(diagnoser.views()),
         ..Summary::default()
     };
     let mut kept = Vec::new();
-    for (i, v) in shown.iter().enumerate() {
+    for (i, v) in diagnoser.views().iter().enumerate() {
         match keep {
             Some(keep) => {
-                let r = ConnectionReport::build(v.conn, &tf, false);
+                let conn = analysis.connection(shown[i])?;
+                let r = ConnectionReport::build(&conn, &tf, false);
                 if keep(&r) {
                     summary.add(&r);
                     kept.push(i);
@@ -914,13 +854,14 @@ pub fn build_lazily<'a>(
         summary,
         connections: Vec::new(),
     };
-    LazyReport {
+    Ok(LazyReport {
         head,
+        analysis,
         diagnoser,
         shown,
         kept,
         time: tf,
         precision,
         timelines,
-    }
+    })
 }

@@ -36,7 +36,7 @@ impl Default for Limits {
 }
 
 /// Counters a direction keeps about its own reassembly.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReassemblyStats {
     /// Segments whose bytes had all been seen already (retransmissions, duplicates).
     pub retransmitted: u64,

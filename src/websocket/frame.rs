@@ -1,7 +1,7 @@
 //! RFC 6455 §5.2 frame headers, parsed from a byte slice without copying.
 
 /// Frame opcodes (RFC 6455 §5.2, §11.8). Every 4-bit value maps to a variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Opcode {
     Continuation,
     Text,

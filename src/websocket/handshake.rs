@@ -13,7 +13,7 @@ const MAX_HEADERS: usize = 128;
 /// until the report.
 pub type Text = compact_str::CompactString;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UpgradeRequest {
     pub method: Text,
     pub path: Text,
@@ -45,7 +45,7 @@ fn has_token(header: Option<&str>, token: &str) -> bool {
     header.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UpgradeResponse {
     pub status: u16,
     pub reason: Text,

@@ -1,0 +1,160 @@
+//! Finished connections on disk: once a connection has ended (and lingered, for its last packets),
+//! it is encoded with postcard into an unnamed temporary file and freed; only its [`Brief`] stays
+//! in memory, for the rules across connections. The report reads each connection back once, when
+//! its turn comes. Memory then follows the connections open at once, not the length of the capture.
+//!
+//! The file is the operating system's to cache (it is deleted when closed, or when the process
+//! dies); it is read with positioned reads, so report threads share it without a lock.
+
+use std::fs::File;
+use std::io::{self, Write};
+
+use super::{Brief, Connection};
+
+/// Encoded connections are written to the file in batches of about this much.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// Where one encoded connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// An append-only file of encoded connections.
+pub struct SpillFile {
+    file: File,
+    /// Bytes written to the file so far.
+    written: u64,
+    /// Encoded connections not yet written (they follow `written`).
+    pending: Vec<u8>,
+}
+
+impl std::fmt::Debug for SpillFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpillFile")
+            .field("written", &self.written)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpillFile {
+    /// A new unnamed file in the temporary directory (`TMPDIR`). Only where positioned reads exist
+    /// (Unix); elsewhere connections stay in memory.
+    pub fn new() -> io::Result<SpillFile> {
+        if !cfg!(unix) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "spilling needs positioned reads",
+            ));
+        }
+        Ok(SpillFile {
+            file: tempfile::tempfile()?,
+            written: 0,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Appends `conn`; says where it went.
+    pub fn write(&mut self, conn: &Connection) -> io::Result<Location> {
+        let start = self.pending.len();
+        let offset = self.written + start as u64;
+        self.pending = postcard::to_extend(conn, std::mem::take(&mut self.pending))
+            .map_err(io::Error::other)?;
+        let len = u32::try_from(self.pending.len() - start).map_err(io::Error::other)?;
+        if self.pending.len() >= WRITE_BATCH {
+            self.flush()?;
+        }
+        Ok(Location { offset, len })
+    }
+
+    /// Writes out what is pending (before the file is read by several threads).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.pending)?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        self.pending.shrink_to(WRITE_BATCH);
+        Ok(())
+    }
+
+    /// The connection stored at `at`.
+    pub fn read(&self, at: Location) -> io::Result<Connection> {
+        let len = at.len as usize;
+        let conn = if at.offset >= self.written {
+            let from = usize::try_from(at.offset - self.written).map_err(io::Error::other)?;
+            let bytes = from
+                .checked_add(len)
+                .and_then(|end| self.pending.get(from..end))
+                .ok_or_else(|| io::Error::other("spilled connection out of range"))?;
+            postcard::from_bytes(bytes)
+        } else {
+            let mut bytes = vec![0; len];
+            read_exact_at(&self.file, &mut bytes, at.offset)?;
+            postcard::from_bytes(&bytes)
+        };
+        conn.map_err(|e| io::Error::other(format!("spilled connection unreadable: {e}")))
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(_: &File, _: &mut [u8], _: u64) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// A finished connection kept for the report: in memory, or on disk with its brief.
+#[derive(Debug)]
+pub enum Stored {
+    Memory(Box<Connection>),
+    Spilled {
+        brief: Box<Brief>,
+        /// Which of the analysis' spill files (one per analyzer).
+        file: u32,
+        at: Location,
+    },
+    /// Taken back into the flow table by a late packet (it will be stored again).
+    Gone,
+}
+
+impl Stored {
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Stored::Memory(c) => Some(c.id),
+            Stored::Spilled { brief, .. } => Some(brief.id),
+            Stored::Gone => None,
+        }
+    }
+
+    pub fn set_id(&mut self, id: u64) {
+        match self {
+            Stored::Memory(c) => c.id = id,
+            Stored::Spilled { brief, .. } => brief.id = id,
+            Stored::Gone => {}
+        }
+    }
+}
+
+/// A connection of an [`super::Analysis`]: borrowed from memory, or read back from disk.
+pub enum ConnectionRef<'a> {
+    Borrowed(&'a Connection),
+    Owned(Box<Connection>),
+}
+
+impl std::ops::Deref for ConnectionRef<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            ConnectionRef::Borrowed(c) => c,
+            ConnectionRef::Owned(c) => c,
+        }
+    }
+}
