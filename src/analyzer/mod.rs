@@ -1,8 +1,10 @@
 //! The analyzer: packets in (with their capture time), per-connection close facts out.
 //!
-//! Sans-IO: [`Analyzer::ingest`] takes one packet and [`Analyzer::finish`] ends the run; neither reads
-//! a clock or a file. Memory is the flow table of open connections plus the small facts of finished
-//! ones; decoding state is freed as soon as a connection ends.
+//! [`Analyzer::ingest`] takes one packet and [`Analyzer::finish`] ends the run; neither reads a
+//! clock (time is the packets'). Decoding state is freed as soon as a connection ends. Memory is the
+//! flow table of open connections plus, for each finished one, either the connection (in memory) or,
+//! with [`Config::spill`], a brief of it while the connection waits in a temporary file: the one file
+//! the analyzer touches, and only through [`spill`].
 
 // No panicking shortcuts outside tests. Indexing is allowed here (unlike in the parsing modules):
 // it is only ever by `Side`, 0 or 1, into two-element arrays, never by a value from the wire.
@@ -172,8 +174,9 @@ pub struct Analyzer {
     stored: Vec<Stored>,
     ended: VecDeque<(FlowKey, u64)>,
     tombs: FxHashMap<FlowKey, Tomb>,
-    clock: Option<Timestamp>,
-    next_sweep: Option<Timestamp>,
+    next_sweep: Timestamp,
+    /// Ended connections are being spilled (until a write fails).
+    sweeping: bool,
     next_id: u64,
     /// Packets seen so far, this one included (every shard sees every packet, so it is the same
     /// count in all of them).
@@ -337,6 +340,7 @@ impl Analyzer {
         let spill = (config.spill && !config.notices)
             .then(SpillFile::new)
             .and_then(Result::ok);
+        let sweeping = spill.is_some();
         Analyzer {
             config,
             notices: Vec::new(),
@@ -348,8 +352,8 @@ impl Analyzer {
             stored: Vec::new(),
             ended: VecDeque::new(),
             tombs: FxHashMap::default(),
-            clock: None,
-            next_sweep: None,
+            next_sweep: Timestamp::from_nanos(i64::MIN),
+            sweeping,
             next_id: 0,
             packet_index: 0,
             created: Vec::new(),
@@ -363,7 +367,7 @@ impl Analyzer {
         if let Some(seg) = self.count(packet) {
             self.track(&seg, packet);
         }
-        if self.spill.is_some() {
+        if self.sweeping {
             self.tick(packet.ts);
         }
     }
@@ -389,22 +393,19 @@ impl Analyzer {
         if let Ok(seg) = decode::decode(packet.linktype, packet.data) {
             self.track(&seg, packet);
         }
-        if self.spill.is_some() {
+        if self.sweeping {
             self.tick(packet.ts);
         }
     }
 
     /// Spilling: about once a second of capture time, spills the connections that ended and
-    /// lingered.
-    fn tick(&mut self, ts: Timestamp) {
-        let now = self.clock.map_or(ts, |c| c.max(ts));
-        self.clock = Some(now);
-        if self.next_sweep.is_some_and(|t| now < t) {
+    /// lingered. One comparison per packet otherwise.
+    #[inline]
+    fn tick(&mut self, now: Timestamp) {
+        if now < self.next_sweep {
             return;
         }
-        self.next_sweep = Some(Timestamp::from_nanos(
-            now.nanos().saturating_add(1_000_000_000),
-        ));
+        self.next_sweep = Timestamp::from_nanos(now.nanos().saturating_add(1_000_000_000));
         self.sweep(now);
     }
 
@@ -427,8 +428,10 @@ impl Analyzer {
             let Some(spill) = &mut self.spill else { return };
             conn.end(conn.last_packet);
             let Ok(at) = spill.write(conn) else {
-                // The disk is full or gone: keep the rest in memory.
-                self.spill = None;
+                // The disk is full or gone: no more sweeps; what ends from now on is kept in
+                // memory (`Stored::Memory`), what was spilled stays readable.
+                self.sweeping = false;
+                self.ended.clear();
                 return;
             };
             let Some(conn) = self.flows.remove(&key) else {
@@ -470,9 +473,11 @@ impl Analyzer {
         }
         self.attempts_kept -= u64::from(tomb.attempt);
         self.stats.lone_syns -= u64::from(tomb.lone_syn);
+        let mut conn = Box::new(conn);
+        conn.queued_for_spill = true;
         self.ids.insert(conn.id, key);
         self.ended.push_back((key, conn.id));
-        self.flows.insert(key, Box::new(conn));
+        self.flows.insert(key, conn);
         true
     }
 
@@ -517,7 +522,7 @@ impl Analyzer {
                     self.notices.append(n);
                 }
                 if (seg.flags.fin || seg.flags.rst)
-                    && self.spill.is_some()
+                    && self.sweeping
                     && conn.tcp_ended()
                     && !conn.queued_for_spill
                 {
@@ -564,7 +569,7 @@ impl Analyzer {
         if let Some(n) = &mut conn.notices {
             self.notices.append(n);
         }
-        if self.spill.is_some() && conn.tcp_ended() {
+        if self.sweeping && conn.tcp_ended() {
             conn.queued_for_spill = true;
             self.ended.push_back((key, conn.id));
         }
@@ -719,6 +724,68 @@ impl Analyzer {
             stats: self.stats,
             created: self.created,
             capped: self.capped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::MergedReader;
+    use crate::report::model::{self, BuildOptions};
+    use crate::report::time::TimeFormat;
+
+    fn report(analysis: &Analysis) -> String {
+        let opts = BuildOptions {
+            files: &[],
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            time: TimeFormat::default(),
+            all: true,
+        };
+        serde_json::to_string(&model::build(analysis, opts, |_| true).unwrap()).unwrap()
+    }
+
+    /// `spill`: spill, with this many writes succeeding before the disk is "full".
+    fn analyse(capture: &str, spill: Option<Option<u32>>) -> (usize, Analysis) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/corpus/public")
+            .join(capture);
+        let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+        let mut analyzer = Analyzer::new(Config {
+            keep_non_websocket: true,
+            record_events: true,
+            spill: spill.is_some(),
+            ..Config::default()
+        });
+        if let Some(file) = &mut analyzer.spill {
+            file.writes_left = spill.flatten();
+        }
+        while let Some(p) = reader.next_packet().unwrap() {
+            analyzer.ingest(&p);
+        }
+        (analyzer.spilled(), analyzer.finish())
+    }
+
+    #[test]
+    fn a_disk_that_fills_up_keeps_the_rest_in_memory_with_the_same_report() {
+        // Connections that end long before the capture does: many are spilled while it is read.
+        let capture = "arkime/arkime_synthetic.pcap";
+        let (_, want) = analyse(capture, None);
+        assert!(want.len() >= 50, "{}", want.len());
+        let (early, all) = analyse(capture, Some(None));
+        assert!(early >= 20, "spilled while reading: {early}");
+        assert_eq!(report(&all), report(&want));
+        for writes in [0, 1, 10] {
+            let (early, got) = analyse(capture, Some(Some(writes)));
+            assert_eq!(early, writes as usize);
+            let in_memory = got
+                .stored
+                .iter()
+                .filter(|s| matches!(s, Stored::Memory(_)))
+                .count();
+            assert_eq!(in_memory, want.len() - writes as usize);
+            assert_eq!(report(&got), report(&want), "after {writes} writes");
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct SpillFile {
     written: u64,
     /// Encoded connections not yet written (they follow `written`).
     pending: Vec<u8>,
+    /// Tests: writes that succeed before every further one fails (a full disk).
+    #[cfg(test)]
+    pub(crate) writes_left: Option<u32>,
 }
 
 impl std::fmt::Debug for SpillFile {
@@ -53,11 +56,20 @@ impl SpillFile {
             file: tempfile::tempfile()?,
             written: 0,
             pending: Vec::new(),
+            #[cfg(test)]
+            writes_left: None,
         })
     }
 
     /// Appends `conn`; says where it went.
     pub fn write(&mut self, conn: &Connection) -> io::Result<Location> {
+        #[cfg(test)]
+        if let Some(left) = &mut self.writes_left {
+            if *left == 0 {
+                return Err(io::Error::other("no space left (test)"));
+            }
+            *left -= 1;
+        }
         let start = self.pending.len();
         let offset = self.written + start as u64;
         self.pending = postcard::to_extend(conn, std::mem::take(&mut self.pending))
