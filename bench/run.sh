@@ -167,6 +167,13 @@ mb() { echo "$1 / 1000000" | bc -l; }
         echo
     fi
     printf "wsclose peak RSS(1GiB) - RSS(100MiB) = %.1f MiB\n" "$(echo "(${WS_RSS[1GiB]} - ${WS_RSS[100MiB]}) / 1024" | bc -l)"
+    # Peak RSS follows the connections open at once (finished ones wait on disk): say how many the
+    # generator had open at once in each capture, from its log.
+    for spec in "${SIZES[@]}"; do
+        read -r name _ _ <<<"$spec"
+        open=$(grep -o 'at most [0-9]* open at once' "$BENCH_DIR/gen-$name.pcap.gen.log" 2>/dev/null | grep -o '[0-9]*' || true)
+        echo "    connections open at once in $name: ${open:-unknown}"
+    done
     echo
     for spec in "${SIZES[@]}"; do
         read -r name _ _ <<<"$spec"

@@ -19,7 +19,6 @@ pub mod event;
 mod outcome;
 pub mod spill;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
@@ -37,7 +36,7 @@ pub use brief::{Brief, RequestBrief};
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
 pub use event::{Event, EventKind, EventLog, Notice, NoticeKind};
 pub use outcome::Outcome;
-pub use spill::{ConnectionRef, Stored};
+pub use spill::{Held, Stored};
 use spill::{Location, SpillFile};
 
 #[derive(Clone)]
@@ -285,31 +284,31 @@ impl Analysis {
     }
 
     /// What the rules across connections need of the connection at `index` (in order of id).
-    pub fn brief(&self, index: usize) -> Option<Cow<'_, Brief>> {
+    pub fn brief(&self, index: usize) -> Option<Held<'_, Brief>> {
         match self.connections.get(index) {
-            Some(c) => Some(Cow::Owned(Brief::of(c))),
+            Some(c) => Some(Held::Owned(Box::new(Brief::of(c)))),
             None => match self.stored.get(index - self.connections.len())? {
-                Stored::Memory(c) => Some(Cow::Owned(Brief::of(c))),
-                Stored::Spilled { brief, .. } => Some(Cow::Borrowed(brief)),
+                Stored::Memory(c) => Some(Held::Owned(Box::new(Brief::of(c)))),
+                Stored::Spilled { brief, .. } => Some(Held::Borrowed(brief)),
                 Stored::Gone => None,
             },
         }
     }
 
     /// The connection at `index` (in order of id), read back from disk if it was spilled.
-    pub fn connection(&self, index: usize) -> io::Result<ConnectionRef<'_>> {
+    pub fn connection(&self, index: usize) -> io::Result<Held<'_, Connection>> {
         let missing = || io::Error::other(format!("no connection at index {index}"));
         if let Some(c) = self.connections.get(index) {
-            return Ok(ConnectionRef::Borrowed(c));
+            return Ok(Held::Borrowed(c));
         }
         match self.stored.get(index - self.connections.len()) {
-            Some(Stored::Memory(c)) => Ok(ConnectionRef::Borrowed(c)),
+            Some(Stored::Memory(c)) => Ok(Held::Borrowed(c)),
             Some(Stored::Spilled { brief, file, at }) => {
                 let spill = self.spill_files.get(*file as usize).ok_or_else(missing)?;
                 let mut c = spill.read(*at)?;
                 // Renumbered by `merge` since it was written.
                 c.id = brief.id;
-                Ok(ConnectionRef::Owned(Box::new(c)))
+                Ok(Held::Owned(Box::new(c)))
             }
             Some(Stored::Gone) | None => Err(missing()),
         }

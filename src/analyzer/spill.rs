@@ -154,19 +154,31 @@ impl Stored {
     }
 }
 
-/// A connection of an [`super::Analysis`]: borrowed from memory, or read back from disk.
-pub enum ConnectionRef<'a> {
-    Borrowed(&'a Connection),
-    Owned(Box<Connection>),
+/// A connection or a brief of an [`super::Analysis`]: borrowed from it, or made (read back from
+/// disk, or worked out) for the caller. Like a `Cow`, but a pointer wide whichever it is, for
+/// lists of thousands.
+#[derive(Debug)]
+pub enum Held<'a, T> {
+    Borrowed(&'a T),
+    Owned(Box<T>),
 }
 
-impl std::ops::Deref for ConnectionRef<'_> {
-    type Target = Connection;
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
 
-    fn deref(&self) -> &Connection {
+    fn deref(&self) -> &T {
         match self {
-            ConnectionRef::Borrowed(c) => c,
-            ConnectionRef::Owned(c) => c,
+            Held::Borrowed(c) => c,
+            Held::Owned(c) => c,
+        }
+    }
+}
+
+impl<T: Clone> Clone for Held<'_, T> {
+    fn clone(&self) -> Self {
+        match self {
+            Held::Borrowed(c) => Held::Borrowed(c),
+            Held::Owned(c) => Held::Owned(c.clone()),
         }
     }
 }

@@ -22,7 +22,7 @@ const STORM_MAX_INTERVAL_S: f64 = 5.0;
 const BACKOFF_FACTOR: f64 = 1.5;
 
 /// Groups connections that ended after the same idle time, by the same role: index → (size, mean).
-pub fn idle_clusters(views: &[View], idle: &[Option<Idle>]) -> BTreeMap<usize, (usize, f64)> {
+pub fn idle_clusters(views: &[View<'_>], idle: &[Option<Idle>]) -> BTreeMap<usize, (usize, f64)> {
     let mut items: Vec<(&'static str, f64, usize)> = idle
         .iter()
         .enumerate()
@@ -50,7 +50,7 @@ pub fn idle_clusters(views: &[View], idle: &[Option<Idle>]) -> BTreeMap<usize, (
     out
 }
 
-pub fn across(views: &[View], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
+pub fn across(views: &[View<'_>], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, Diagnosis)> {
     let mut out = Vec::new();
     mass_close(views, time, &mut out);
     refused(views, &mut out);
@@ -59,7 +59,11 @@ pub fn across(views: &[View], time: &dyn Fn(Timestamp) -> String) -> Vec<(u64, D
     out
 }
 
-fn mass_close(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+fn mass_close(
+    views: &[View<'_>],
+    time: &dyn Fn(Timestamp) -> String,
+    out: &mut Vec<(u64, Diagnosis)>,
+) {
     // Endings that are not a client's normal close: a server's close, or TCP dropped by either side.
     let mut endings: Vec<(Timestamp, &'static str, usize)> = views
         .iter()
@@ -135,7 +139,7 @@ fn mass_close(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<
     }
 }
 
-fn refused(views: &[View], out: &mut Vec<(u64, Diagnosis)>) {
+fn refused(views: &[View<'_>], out: &mut Vec<(u64, Diagnosis)>) {
     for v in views.iter().filter(|v| v.outcome == Outcome::Refused) {
         let c = &v.brief;
         let syns = c.packets[v.client];
@@ -159,16 +163,16 @@ fn refused(views: &[View], out: &mut Vec<(u64, Diagnosis)>) {
 }
 
 /// Endpoint key of a client: its address without the port (a reconnect uses a new port).
-fn client_ip(v: &View) -> std::net::IpAddr {
+fn client_ip(v: &View<'_>) -> std::net::IpAddr {
     v.brief.endpoints[v.client].ip()
 }
 
-fn server_of(v: &View) -> SocketAddr {
+fn server_of(v: &View<'_>) -> SocketAddr {
     v.brief.endpoints[v.server]
 }
 
 /// When a connection was over, as far as its client could tell.
-fn ended_at(v: &View) -> Option<Timestamp> {
+fn ended_at(v: &View<'_>) -> Option<Timestamp> {
     if v.outcome == Outcome::Open {
         None
     } else {
@@ -178,7 +182,7 @@ fn ended_at(v: &View) -> Option<Timestamp> {
 
 /// Client addresses that held two connections to the same server at once: several clients behind
 /// one address (loopback, NAT), whose reconnects cannot be told apart into per-client chains.
-fn shared_addresses(views: &[View]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
+fn shared_addresses(views: &[View<'_>]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
     let mut spans: BTreeMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> =
         BTreeMap::new();
     for v in views {
@@ -203,7 +207,11 @@ fn shared_addresses(views: &[View]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
         .collect()
 }
 
-fn reconnects(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+fn reconnects(
+    views: &[View<'_>],
+    time: &dyn Fn(Timestamp) -> String,
+    out: &mut Vec<(u64, Diagnosis)>,
+) {
     let shared = shared_addresses(views);
     let mut order: Vec<usize> = (0..views.len()).collect();
     order.sort_by_key(|&i| views[i].brief.first_packet);
@@ -293,10 +301,14 @@ fn reconnects(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<
 /// Silence, in both directions, that makes the older of two parallel connections a leftover.
 const DUPLICATE_SILENT_S: f64 = 30.0;
 
-fn duplicates(views: &[View], time: &dyn Fn(Timestamp) -> String, out: &mut Vec<(u64, Diagnosis)>) {
+fn duplicates(
+    views: &[View<'_>],
+    time: &dyn Fn(Timestamp) -> String,
+    out: &mut Vec<(u64, Diagnosis)>,
+) {
     // Same client address, server, path and User-Agent: one client's connections, in start order.
     type Key<'k> = (std::net::IpAddr, SocketAddr, &'k str, &'k str);
-    let mut groups: HashMap<Key<'_>, Vec<&View>> = HashMap::new();
+    let mut groups: HashMap<Key<'_>, Vec<&View<'_>>> = HashMap::new();
     for v in views
         .iter()
         .filter(|v| v.outcome != Outcome::Refused && v.brief.is_websocket)

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::analyzer::{Brief, Connection, Outcome, Side};
+use crate::analyzer::{Brief, Connection, Held, Outcome, Side};
 use crate::capture::Timestamp;
 
 /// One named cause with its evidence.
@@ -175,8 +175,9 @@ pub const KNOWN_TIMEOUTS: &[(f64, &str)] = &[
 /// connections read), with the roles resolved. The rules of one connection read the whole
 /// [`Connection`] besides.
 #[derive(Clone, Debug)]
-pub struct View {
-    pub brief: Brief,
+pub struct View<'a> {
+    /// Borrowed from the analysis when the connection was spilled, else made for the view.
+    pub brief: Held<'a, Brief>,
     pub client: Side,
     pub server: Side,
     /// The outcome as reported (clean, abnormal...).
@@ -185,8 +186,8 @@ pub struct View {
     pub proxy: Option<Side>,
 }
 
-impl View {
-    pub fn new(brief: Brief) -> Self {
+impl<'a> View<'a> {
+    pub fn new(brief: Held<'a, Brief>) -> Self {
         View {
             client: brief.client,
             server: 1 - brief.client,
@@ -197,7 +198,7 @@ impl View {
     }
 
     pub fn of(conn: &Connection) -> Self {
-        View::new(Brief::of(conn))
+        View::new(Held::Owned(Box::new(Brief::of(conn))))
     }
 
     /// How a summary names a side: "client", "server", or "proxy" on a proxied leg.
@@ -241,17 +242,17 @@ pub fn diagnose(
 /// mass closes, proxy legs...) is worked out once, up front; the per-connection rules run when a
 /// connection's diagnoses are asked for, so a report written connection by connection never holds
 /// the diagnoses of all of them at once.
-pub struct Diagnoser {
+pub struct Diagnoser<'a> {
     /// The views, with the proxy side set on the legs of proxied connections.
-    views: Vec<View>,
+    views: Vec<View<'a>>,
     idle: Vec<Option<rules::Idle>>,
     clusters: BTreeMap<usize, (usize, f64)>,
     /// Findings across connections, by connection id (only the connections involved).
     across: BTreeMap<u64, Vec<Diagnosis>>,
 }
 
-impl Diagnoser {
-    pub fn new(mut views: Vec<View>, time: &dyn Fn(Timestamp) -> String) -> Self {
+impl<'a> Diagnoser<'a> {
+    pub fn new(mut views: Vec<View<'a>>, time: &dyn Fn(Timestamp) -> String) -> Self {
         // Name the proxy as such on both legs of a proxied connection.
         let pairs = proxy::pairs(&views);
         for &(front, up, _) in &pairs {
@@ -276,7 +277,7 @@ impl Diagnoser {
     }
 
     /// The views given to `new`, with the proxy side set on proxied legs.
-    pub fn views(&self) -> &[View] {
+    pub fn views(&self) -> &[View<'a>] {
         &self.views
     }
 

@@ -17,11 +17,11 @@ const PAIR_WITHIN_S: f64 = 1.0;
 /// Endings of the two legs this close together are one action of the proxy.
 const SAME_ACTION_S: f64 = 0.5;
 
-fn request_of(v: &View) -> Option<(Timestamp, &RequestBrief)> {
+fn request_of<'v>(v: &'v View<'_>) -> Option<(Timestamp, &'v RequestBrief)> {
     v.brief.request.as_ref().map(|r| (r.at, r.as_ref()))
 }
 
-fn how(e: &Ending, v: &View) -> String {
+fn how(e: &Ending, v: &View<'_>) -> String {
     match e.kind {
         EndKind::CloseFrame => {
             let code = v.brief.close_code[e.side];
@@ -38,7 +38,7 @@ fn how(e: &Ending, v: &View) -> String {
 
 /// The legs of proxied connections: (client leg, upstream leg, how they were paired), as indexes
 /// into `views`.
-pub fn pairs(views: &[View]) -> Vec<(usize, usize, &'static str)> {
+pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     // Indexes, so that pairing costs O(n log n) and not a comparison of every two connections.
     let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut by_origin_path: HashMap<(IpAddr, &str), Vec<(Timestamp, usize)>> = HashMap::new();
@@ -115,7 +115,7 @@ pub fn pairs(views: &[View]) -> Vec<(usize, usize, &'static str)> {
 
 /// `pairs`: what [`pairs`] found in `views`.
 pub fn pair_legs(
-    views: &[View],
+    views: &[View<'_>],
     pairs: &[(usize, usize, &'static str)],
     time: &dyn Fn(Timestamp) -> String,
 ) -> Vec<(u64, Diagnosis)> {

@@ -31,11 +31,11 @@ pub struct Idle {
 }
 
 /// The idle time before each connection's end, where it is long enough to be a timeout.
-pub fn idle_candidates(views: &[View]) -> Vec<Option<Idle>> {
+pub fn idle_candidates(views: &[View<'_>]) -> Vec<Option<Idle>> {
     views.iter().map(idle_of).collect()
 }
 
-fn idle_of(v: &View) -> Option<Idle> {
+fn idle_of(v: &View<'_>) -> Option<Idle> {
     let c = &v.brief;
     let end = c.ending?;
     // Silence is measured from the last new bytes; a connection that never carried any is measured
@@ -81,7 +81,7 @@ fn ping_interval(times: &[Timestamp]) -> Option<f64> {
 
 /// The rules of one connection: `v` is its view, `c` the connection.
 pub fn per_connection(
-    v: &View,
+    v: &View<'_>,
     c: &Connection,
     idle: Option<Idle>,
     cluster: Option<&(usize, f64)>,
@@ -484,7 +484,7 @@ pub fn per_connection(
 }
 
 /// Heartbeat diagnoses that explain an idle timeout.
-fn heartbeat(v: &View, c: &Connection, idle: &Idle) -> Vec<Diagnosis> {
+fn heartbeat(v: &View<'_>, c: &Connection, idle: &Idle) -> Vec<Diagnosis> {
     let role = |s: Side| v.role(s);
     let pings = c.dirs[0].pings + c.dirs[1].pings;
     let pongs = c.dirs[0].pongs + c.dirs[1].pongs;

@@ -441,13 +441,13 @@ impl<W: Write> Monitor<W> {
         self.tick(Timestamp::from_nanos(i64::MAX))
     }
 
-    fn view(c: &Connection) -> View {
+    fn view(c: &Connection) -> View<'static> {
         View::of(c)
     }
 
     /// Whether the report lists this connection (as `model::build` decides, with the servers known
     /// so far).
-    fn shown(&self, v: &View) -> bool {
+    fn shown(&self, v: &View<'_>) -> bool {
         match v.outcome {
             Outcome::NotWebsocket => false,
             Outcome::Refused => self.ws_servers.contains(&v.brief.endpoints[v.server]),

@@ -607,7 +607,7 @@ impl Summary {
 
     /// Counts one more connection straight from its facts (what [`Summary::add`] reads from its
     /// report, without building the report).
-    fn add_view(&mut self, v: &View) {
+    fn add_view(&mut self, v: &View<'_>) {
         let c = &v.brief;
         let role = |side: Side| {
             if side == v.client {
@@ -627,7 +627,7 @@ impl Summary {
 
 /// Reconnections: a connection that starts at most a minute after an earlier one from the same client
 /// address to the same server endpoint ended.
-fn count_reconnections(views: &[View]) -> u64 {
+fn count_reconnections(views: &[View<'_>]) -> u64 {
     type Group = (std::net::IpAddr, std::net::SocketAddr);
     let mut ends: std::collections::HashMap<Group, Vec<(Timestamp, u64)>> = Default::default();
     for v in views {
@@ -694,7 +694,7 @@ pub struct LazyReport<'a> {
     /// Everything but the connections.
     head: Report,
     analysis: &'a Analysis,
-    diagnoser: Diagnoser,
+    diagnoser: Diagnoser<'a>,
     /// For each connection shown (in the order of the diagnoser's views), its index in the analysis.
     shown: Vec<usize>,
     /// Indices into `shown` of the connections that pass the filters.
@@ -786,23 +786,29 @@ pub fn build_lazily<'a>(
     timelines: bool,
 ) -> io::Result<LazyReport<'a>> {
     let tf = opts.time;
-    let views: Vec<(usize, View)> = (0..analysis.len())
-        .filter_map(|i| Some((i, View::new(analysis.brief(i)?.into_owned()))))
-        .collect();
+    let briefs = || (0..analysis.len()).filter_map(|i| Some((i, analysis.brief(i)?)));
     // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
-    let ws_servers: std::collections::HashSet<std::net::SocketAddr> = views
-        .iter()
-        .filter(|(_, v)| !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket))
-        .map(|(_, v)| v.brief.endpoints[v.server])
+    let ws_servers: std::collections::HashSet<std::net::SocketAddr> = briefs()
+        .filter(|(_, b)| !matches!(b.outcome, Outcome::Refused | Outcome::NotWebsocket))
+        .map(|(_, b)| b.endpoints[1 - b.client])
         .collect();
-    let (shown, views): (Vec<usize>, Vec<View>) = views
-        .into_iter()
-        .filter(|(_, v)| match v.outcome {
+    // Sized once: with tens of thousands of connections, doubling would hold twice the memory.
+    let (mut shown, mut views) = (
+        Vec::with_capacity(analysis.len()),
+        Vec::with_capacity(analysis.len()),
+    );
+    for (i, brief) in briefs() {
+        let v = View::new(brief);
+        let show = match v.outcome {
             Outcome::NotWebsocket => opts.all,
             Outcome::Refused => opts.all || ws_servers.contains(&v.brief.endpoints[v.server]),
             _ => true,
-        })
-        .unzip();
+        };
+        if show {
+            shown.push(i);
+            views.push(v);
+        }
+    }
 
     let precision = analysis.stats.precision;
     let time = |t: Timestamp| tf.format(t, precision);
