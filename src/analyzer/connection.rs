@@ -894,20 +894,22 @@ impl Connection {
                 match found {
                     Some(i) => {
                         let mut answered_at = None;
-                        let mut kept = VecDeque::new();
-                        for (j, entry) in live.pending_pings.drain(..).enumerate() {
-                            if j == i {
-                                answered_at = Some(entry.2);
-                            } else if j < i && entry.0 != side {
-                                self.unanswered_pings[entry.0] += 1;
-                                self.dirs[entry.0]
-                                    .first_unanswered_ping
-                                    .get_or_insert(entry.2);
+                        // In place, in order: no new queue per pong.
+                        let mut j = 0;
+                        live.pending_pings.retain(|&(s, _, sent)| {
+                            let keep = if j == i {
+                                answered_at = Some(sent);
+                                false
+                            } else if j < i && s != side {
+                                self.unanswered_pings[s] += 1;
+                                self.dirs[s].first_unanswered_ping.get_or_insert(sent);
+                                false
                             } else {
-                                kept.push_back(entry);
-                            }
-                        }
-                        live.pending_pings = kept;
+                                true
+                            };
+                            j += 1;
+                            keep
+                        });
                         if let Some(sent) = answered_at {
                             let rtt = ts.seconds_since(sent);
                             self.dirs[1 - side].rtt.add(rtt);
