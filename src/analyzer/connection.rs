@@ -797,7 +797,7 @@ impl Connection {
                         self.not_websocket = Some(reason);
                     }
                 }
-                StreamEvent::Frame(frame) => self.on_frame(live, side, ts, &frame),
+                StreamEvent::Frame(frame) => self.on_frame(live, side, ts, frame),
                 StreamEvent::Desync { reason } => {
                     self.dirs[side].desyncs += 1;
                     self.note(format!("lost frame boundaries: {reason}"));
@@ -816,7 +816,7 @@ impl Connection {
         live: &mut Live,
         side: Side,
         ts: Timestamp,
-        frame: &crate::websocket::Frame,
+        frame: crate::websocket::Frame,
     ) {
         self.frame_seq += 1;
         let seq = self.frame_seq;
@@ -881,7 +881,7 @@ impl Connection {
                     self.dirs[s].first_unanswered_ping.get_or_insert(sent);
                 }
                 live.pending_pings
-                    .push_back((side, frame.control_payload.clone(), ts));
+                    .push_back((side, frame.control_payload, ts));
             }
             Opcode::Pong => {
                 d.pongs += 1;

@@ -636,8 +636,10 @@ impl StreamDecoder {
             }
             _ => false,
         };
+        // Copied rather than taken: the buffer keeps its capacity for the next control frame, and
+        // the copy is one allocation of the exact size.
         let control_payload = if header.opcode.is_control() {
-            std::mem::take(&mut self.current.control)
+            self.current.control.clone()
         } else {
             Vec::new()
         };
