@@ -172,10 +172,19 @@ pub struct Handshake {
     pub attempts: u32,
 }
 
+thread_local! {
+    /// The vector that decoded events pass through, lent to each connection's [`Live::events`] for
+    /// the length of a feed: one per thread rather than one per connection, so that it is in cache
+    /// (with many connections interleaved, a connection's own vector was out of it at nearly every
+    /// packet).
+    static EVENTS: std::cell::Cell<Vec<StreamEvent>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Decoding state, alive only while the connection is.
 struct Live {
     reassembly: [Reassembler; 2],
     decoders: [StreamDecoder; 2],
+    /// Events decoded and not yet handled: the thread's [`EVENTS`] during a feed, empty otherwise.
     events: Vec<StreamEvent>,
     pending_pings: VecDeque<(Side, Vec<u8>, Timestamp)>,
     /// Per direction, once its first bytes are seen: carried in TLS records, or plaintext.
@@ -637,6 +646,7 @@ impl Connection {
         ts: Timestamp,
         step: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>)),
     ) {
+        live.events = EVENTS.take();
         let Live {
             reassembly,
             decoders,
@@ -685,6 +695,7 @@ impl Connection {
             self.record(ts, side, EventKind::Gap { bytes: gap });
         }
         self.handle_events(live, side, ts);
+        EVENTS.set(std::mem::take(&mut live.events));
     }
 
     /// TLS facts, and decrypted plaintext on to the WebSocket decoder.
