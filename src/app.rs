@@ -18,23 +18,11 @@ use crate::report::time::TimeFormat;
 use crate::tls::KeyLog;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    run_with(cli, true)
-}
-
-/// [`run`] for the binary's `main`, which exits as soon as this returns: the analysis (every
-/// connection, tens of thousands of allocations) is left to the operating system to reclaim
-/// rather than freed piece by piece, which cost about 1% of a run.
-pub fn run_then_exit(cli: Cli) -> Result<ExitCode> {
-    run_with(cli, false)
-}
-
-/// `free`: drop the analysis when done (anything but a process about to exit).
-fn run_with(cli: Cli, free: bool) -> Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => {
             let events = args.events || args.format.needs_events();
             let format = args.format;
-            let failed = analyze(&args.input, &args.filters, events, free, |report| {
+            let failed = analyze(&args.input, &args.filters, events, |report| {
                 if printers::streams(format) && !args.filters.redact {
                     // Each connection built, printed and dropped in turn.
                     let threads = threads(&args.input);
@@ -49,7 +37,7 @@ fn run_with(cli: Cli, free: bool) -> Result<ExitCode> {
             Ok(exit(failed))
         }
         Command::Timeline(args) => {
-            let failed = analyze(&args.input, &args.filters, true, free, |report| {
+            let failed = analyze(&args.input, &args.filters, true, |report| {
                 let mut report = report.into_report();
                 if args.filters.redact {
                     printers::redact::redact(&mut report);
@@ -225,12 +213,11 @@ fn read_and_analyse(
 
 /// Reads every file and hands the report to `emit`. Corruption inside a file is reported (stderr
 /// and the report's `errors`) and makes the run fail (`true` returned), but everything read before
-/// it is still analysed. `free`: see [`run_with`].
+/// it is still analysed.
 fn analyze(
     input: &Input,
     filters: &Filters,
     events: bool,
-    free: bool,
     emit: impl FnOnce(LazyReport<'_>) -> Result<()>,
 ) -> Result<bool> {
     let mut only = Vec::new();
@@ -333,9 +320,5 @@ fn analyze(
         || filters.conn.is_some();
     let keep: Option<&dyn Fn(&ConnectionReport) -> bool> = filtered.then_some(&keep);
     emit(model::build_lazily(&analysis, opts, keep, events))?;
-    if !free {
-        // The process exits next: freeing every connection would be work for nothing.
-        std::mem::forget(analysis);
-    }
     Ok(failed)
 }

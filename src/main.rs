@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = wsclose::cli::Cli::parse();
-    match wsclose::app::run_then_exit(cli) {
+    match wsclose::app::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!(
