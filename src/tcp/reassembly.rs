@@ -209,6 +209,11 @@ impl Reassembler {
 
     /// Delivers held segments that start at or before the next expected byte.
     fn drain(&mut self, out: &mut dyn FnMut(Chunk<'_>)) {
+        // Nearly always nothing is held. Asking the map for its first entry would then still read
+        // its root node, which an emptied map keeps and which is rarely in cache: its length is here.
+        if self.pending.is_empty() {
+            return;
+        }
         while let Some(entry) = self.pending.first_entry() {
             let start = *entry.key();
             if start > self.next_offset {
