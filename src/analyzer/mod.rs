@@ -68,6 +68,10 @@ pub struct Config {
 /// back (see [`Analyzer::resurrect`]), so the result never depends on this.
 const SPILL_LINGER_S: f64 = 10.0;
 
+fn linger_from(t: Timestamp) -> Timestamp {
+    Timestamp::from_nanos(t.nanos().saturating_add((SPILL_LINGER_S * 1e9) as i64))
+}
+
 /// One of `count` analyzers, each given the packets of the flows whose key hashes to its `index`
 /// by a reader that counts what belongs to no flow ([`Analyzer::route`],
 /// [`Analyzer::ingest_routed`]). [`Analysis::merge`] puts the analyses back together into exactly
@@ -167,11 +171,12 @@ pub struct Analyzer {
     #[allow(clippy::vec_box, reason = "a connection is large; see above")]
     done: Vec<Box<Connection>>,
     /// Spilling ([`Config::spill`]): the file, the connections kept (instead of `done`), the
-    /// ended connections waiting out their linger (flow key and id, in order of ending), the
-    /// retired flows that a late packet would take back, and when the next sweep is due.
+    /// ended connections waiting out their linger (flow key, id and when the linger is over, in
+    /// order of ending), the retired flows that a late packet would take back, and when the next
+    /// sweep is due.
     spill: Option<SpillFile>,
     stored: Vec<Stored>,
-    ended: VecDeque<(FlowKey, u64)>,
+    ended: VecDeque<(FlowKey, u64, Timestamp)>,
     tombs: FxHashMap<FlowKey, Tomb>,
     next_sweep: Timestamp,
     /// Ended connections are being spilled (until a write fails).
@@ -366,7 +371,7 @@ impl Analyzer {
         if let Some(seg) = self.count(packet) {
             self.track(&seg, packet);
         }
-        if self.sweeping {
+        if self.sweeping && packet.ts >= self.next_sweep {
             self.tick(packet.ts);
         }
     }
@@ -392,36 +397,38 @@ impl Analyzer {
         if let Ok(seg) = decode::decode(packet.linktype, packet.data) {
             self.track(&seg, packet);
         }
-        if self.sweeping {
+        if self.sweeping && packet.ts >= self.next_sweep {
             self.tick(packet.ts);
         }
     }
 
-    /// Spilling: about once a second of capture time, spills the connections that ended and
-    /// lingered. One comparison per packet otherwise.
-    #[inline]
+    /// Spilling: about once a second of capture time (the callers compare with `next_sweep`, one
+    /// comparison per packet), spills the connections that ended and lingered.
+    #[cold]
+    #[inline(never)]
     fn tick(&mut self, now: Timestamp) {
-        if now < self.next_sweep {
-            return;
-        }
         self.next_sweep = Timestamp::from_nanos(now.nanos().saturating_add(1_000_000_000));
         self.sweep(now);
     }
 
+    /// Spills the ended connections whose linger is over, oldest first: a sweep looks only at
+    /// those due, so its cost is what it spills.
     fn sweep(&mut self, now: Timestamp) {
-        for _ in 0..self.ended.len() {
-            let Some((key, id)) = self.ended.pop_front() else {
+        while let Some(&(key, id, due)) = self.ended.front() {
+            if due > now {
                 break;
-            };
+            }
+            self.ended.pop_front();
             let Some(conn) = self.flows.get_mut(&key) else {
                 continue;
             };
             if conn.id != id {
                 continue;
             }
-            // Still waiting for bytes behind a hole (a FIN can overtake them), or not quiet yet.
+            // Still waiting for bytes behind a hole (a FIN can overtake them), or not quiet yet:
+            // looked at again after another linger.
             if conn.is_decoding() || now.seconds_since(conn.last_packet) < SPILL_LINGER_S {
-                self.ended.push_back((key, id));
+                self.ended.push_back((key, id, linger_from(now)));
                 continue;
             }
             let Some(spill) = &mut self.spill else { return };
@@ -460,7 +467,7 @@ impl Analyzer {
 
     /// A packet for a flow whose connection was spilled: the connection is read back into the
     /// flow table, and what its retirement counted is undone, exactly as if it had stayed.
-    fn resurrect(&mut self, key: FlowKey, tomb: Tomb) -> bool {
+    fn resurrect(&mut self, key: FlowKey, tomb: Tomb, now: Timestamp) -> bool {
         let Some(spill) = &self.spill else {
             return false;
         };
@@ -475,7 +482,7 @@ impl Analyzer {
         let mut conn = Box::new(conn);
         conn.queued_for_spill = true;
         self.ids.insert(conn.id, key);
-        self.ended.push_back((key, conn.id));
+        self.ended.push_back((key, conn.id, linger_from(now)));
         self.flows.insert(key, conn);
         true
     }
@@ -526,13 +533,13 @@ impl Analyzer {
                     && !conn.queued_for_spill
                 {
                     conn.queued_for_spill = true;
-                    self.ended.push_back((key, conn.id));
+                    self.ended.push_back((key, conn.id, linger_from(packet.ts)));
                 }
                 return;
             }
         } else if !self.tombs.is_empty()
             && let Some(tomb) = self.tombs.remove(&key)
-            && self.resurrect(key, tomb)
+            && self.resurrect(key, tomb, packet.ts)
         {
             return self.track_flow(seg, packet);
         }
@@ -570,7 +577,7 @@ impl Analyzer {
         }
         if self.sweeping && conn.tcp_ended() {
             conn.queued_for_spill = true;
-            self.ended.push_back((key, conn.id));
+            self.ended.push_back((key, conn.id, linger_from(packet.ts)));
         }
         self.ids.insert(conn.id, key);
         self.flows.insert(key, conn);
