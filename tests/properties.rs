@@ -275,6 +275,25 @@ fn interleave(sessions: &[(u16, u8)], order: &[u16], junk: &[u8], late: bool) ->
     packets
 }
 
+/// Hands Ethernet frames to `sink`, the i-th captured at `times[i]`.
+fn feed_frames(
+    sink: &mut dyn wsclose::parallel::PacketSink,
+    frames: &[Vec<u8>],
+    times: &[Timestamp],
+) {
+    for (data, &ts) in frames.iter().zip(times) {
+        let buffer = std::sync::Arc::new(data.clone());
+        let packet = Packet {
+            ts,
+            precision: Precision::Micro,
+            linktype: linktype::ETHERNET,
+            data: &buffer,
+            orig_len: data.len() as u32,
+        };
+        sink.packet(&packet, &buffer, 0);
+    }
+}
+
 /// The report as JSON, for comparing two analyses.
 fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
     let files = vec!["mem".to_owned()];
@@ -300,22 +319,12 @@ proptest! {
         junk in proptest::collection::vec(any::<u8>(), 0..8),
         analyzers in 2usize..6,
     ) {
-        use std::sync::Arc;
         use wsclose::parallel::{self, PacketSink};
         let packets = interleave(&sessions, &order, &junk, false);
-        let feed = |sink: &mut dyn PacketSink| {
-            for (i, data) in packets.iter().enumerate() {
-                let buffer = Arc::new(data.clone());
-                let packet = Packet {
-                    ts: Timestamp::from_parts(1_700_000_000, i as u32 * 1000),
-                    precision: Precision::Micro,
-                    linktype: linktype::ETHERNET,
-                    data: &buffer,
-                    orig_len: data.len() as u32,
-                };
-                sink.packet(&packet, &buffer, 0);
-            }
-        };
+        let times: Vec<Timestamp> = (0..packets.len())
+            .map(|i| Timestamp::from_parts(1_700_000_000, i as u32 * 1000))
+            .collect();
+        let feed = |sink: &mut dyn PacketSink| feed_frames(sink, &packets, &times);
         let config = Config { keep_non_websocket: true, ..Config::default() };
         let mut single = Analyzer::new(config.clone());
         feed(&mut single);
@@ -343,24 +352,16 @@ proptest! {
         all in any::<bool>(),
         analyzers in 2usize..4,
     ) {
-        use std::sync::Arc;
         use wsclose::parallel::{self, PacketSink};
         let packets = interleave(&sessions, &order, &junk, late);
-        let feed = |sink: &mut dyn PacketSink| {
-            let mut secs = 1_700_000_000;
-            for (i, data) in packets.iter().enumerate() {
+        let mut secs = 1_700_000_000;
+        let times: Vec<Timestamp> = (0..packets.len())
+            .map(|i| {
                 secs += gaps.get(i).copied().unwrap_or(0);
-                let buffer = Arc::new(data.clone());
-                let packet = Packet {
-                    ts: Timestamp::from_parts(secs, i as u32 * 1000),
-                    precision: Precision::Micro,
-                    linktype: linktype::ETHERNET,
-                    data: &buffer,
-                    orig_len: data.len() as u32,
-                };
-                sink.packet(&packet, &buffer, 0);
-            }
-        };
+                Timestamp::from_parts(secs, i as u32 * 1000)
+            })
+            .collect();
+        let feed = |sink: &mut dyn PacketSink| feed_frames(sink, &packets, &times);
         let memory = Config { keep_non_websocket: all, ..Config::default() };
         let spill = Config { spill: true, ..memory.clone() };
         let mut want = Analyzer::new(memory);
