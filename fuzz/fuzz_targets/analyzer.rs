@@ -5,7 +5,8 @@
 //! `FileReader`; bit 0 set: the rest is a list of packet records built in memory, each
 //! `[link type pick: u8][time delta in ms: i16 BE][length: u16 BE][bytes]` (a negative delta makes
 //! time go backwards). Bit 1: record timeline events; bit 2: `--all`; bit 3: a flow table of 3
-//! (evictions); bit 4: tiny reassembly limits.
+//! (evictions); bit 4: tiny reassembly limits; bit 5: also analyse with finished connections
+//! spilled to disk, which must give the same report.
 #![no_main]
 
 use std::io::Cursor;
@@ -51,13 +52,62 @@ fuzz_target!(|data: &[u8]| {
         record_events: mode & 2 != 0,
         ..Config::default()
     };
+    let (analysis, warnings, errors) = analyse(config.clone(), body, mode);
+    let files = vec!["fuzz.pcap".to_owned()];
+    let all = mode & 4 != 0;
+    let opts = |warnings: &[String], errors: &[String]| BuildOptions {
+        files: &files,
+        warnings: warnings.to_vec(),
+        errors: errors.to_vec(),
+        time: TimeFormat::default(),
+        all,
+    };
+    let report = model::build(&analysis, opts(&warnings, &errors), |_| true)
+        .expect("connections in memory are always there");
+    if mode & 32 != 0 {
+        let spill = Config {
+            spill: true,
+            ..config
+        };
+        let (spilled, _, _) = analyse(spill, body, mode);
+        let got = model::build(&spilled, opts(&warnings, &errors), |_| true)
+            .expect("spilled connections read back");
+        assert_eq!(
+            got, report,
+            "spilled analysis differs from the in-memory one"
+        );
+    }
+    let json = serde_json::to_string(&report).expect("report serializes");
+    let back: Report = serde_json::from_str(&json).expect("report JSON reads back as a Report");
+    assert_eq!(back.connections.len(), report.connections.len());
+    for format in [
+        Format::Table,
+        Format::Json,
+        Format::Jsonl,
+        Format::Csv,
+        Format::Markdown,
+        Format::Html,
+    ] {
+        let mut out = Vec::new();
+        report::write(&report, format, &mut out).expect("write to a Vec");
+    }
+    let mut out = Vec::new();
+    report::timeline::write(&report, &mut out).expect("timeline to a Vec");
+});
+
+/// The analysis of `body` as the mode byte says, with its warnings and errors.
+fn analyse(
+    config: Config,
+    body: &[u8],
+    mode: u8,
+) -> (wsclose::analyzer::Analysis, Vec<String>, Vec<String>) {
     let mut analyzer = Analyzer::new(config);
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     if mode & 1 == 0 {
         let Ok(mut r) = FileReader::from_reader("fuzz.pcap", Cursor::new(body.to_vec()), 4096)
         else {
-            return;
+            return (analyzer.finish(), warnings, errors);
         };
         loop {
             match r.next_packet() {
@@ -95,31 +145,5 @@ fuzz_target!(|data: &[u8]| {
             analyzer.ingest(&packet);
         }
     }
-    let analysis = analyzer.finish();
-    let files = vec!["fuzz.pcap".to_owned()];
-    let all = mode & 4 != 0;
-    let opts = BuildOptions {
-        files: &files,
-        warnings,
-        errors,
-        time: TimeFormat::default(),
-        all,
-    };
-    let report = model::build(&analysis, opts, |_| true);
-    let json = serde_json::to_string(&report).expect("report serializes");
-    let back: Report = serde_json::from_str(&json).expect("report JSON reads back as a Report");
-    assert_eq!(back.connections.len(), report.connections.len());
-    for format in [
-        Format::Table,
-        Format::Json,
-        Format::Jsonl,
-        Format::Csv,
-        Format::Markdown,
-        Format::Html,
-    ] {
-        let mut out = Vec::new();
-        report::write(&report, format, &mut out).expect("write to a Vec");
-    }
-    let mut out = Vec::new();
-    report::timeline::write(&report, &mut out).expect("timeline to a Vec");
-});
+    (analyzer.finish(), warnings, errors)
+}

@@ -9,10 +9,16 @@ use libfuzzer_sys::fuzz_target;
 use wsclose::tls::{KeyLog, TlsEvent, TlsSession};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, rest)) = data.split_first() else { return };
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
     let keys = match control % 3 {
         0 => None,
-        1 => Some(Arc::new(KeyLog::parse(&format!("CLIENT_RANDOM {} {}\n", "00".repeat(32), "11".repeat(48))))),
+        1 => Some(Arc::new(KeyLog::parse(&format!(
+            "CLIENT_RANDOM {} {}\n",
+            "00".repeat(32),
+            "11".repeat(48)
+        )))),
         _ => Some(Arc::new(KeyLog::parse(&format!(
             "CLIENT_HANDSHAKE_TRAFFIC_SECRET {r} {s}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {r} {s}\nCLIENT_TRAFFIC_SECRET_0 {r} {s}\nSERVER_TRAFFIC_SECRET_0 {r} {s}\n",
             r = "00".repeat(32),
@@ -27,7 +33,9 @@ fuzz_target!(|data: &[u8]| {
     let mut fed = 0usize;
     while let Some(&len) = rest.get(at) {
         let side = usize::from(len & 1);
-        let chunk = rest.get(at + 1..(at + 1 + usize::from(len)).min(rest.len())).unwrap_or_default();
+        let chunk = rest
+            .get(at + 1..(at + 1 + usize::from(len)).min(rest.len()))
+            .unwrap_or_default();
         if chunk.is_empty() {
             session.gap(side, &mut out);
         } else {
@@ -36,6 +44,18 @@ fuzz_target!(|data: &[u8]| {
         }
         at += 1 + usize::from(len);
     }
-    let plaintext: usize = out.iter().map(|e| if let TlsEvent::Plaintext(p) = e { p.len() } else { 0 }).sum();
-    assert!(plaintext <= fed, "{plaintext} plaintext bytes from {fed} fed");
+    let plaintext: usize = out
+        .iter()
+        .map(|e| {
+            if let TlsEvent::Plaintext(p) = e {
+                p.len()
+            } else {
+                0
+            }
+        })
+        .sum();
+    assert!(
+        plaintext <= fed,
+        "{plaintext} plaintext bytes from {fed} fed"
+    );
 });
