@@ -375,3 +375,40 @@ fn threads_do_not_change_any_report() {
     };
     assert!(gzip("4") == gzip("1") && gzip("1").len() > 200);
 }
+
+/// Without a usable temporary directory, finished connections stay in memory: the same report, on
+/// one core and on several (the spill file is made per analyzer).
+#[test]
+fn no_temporary_directory_gives_the_same_report() {
+    use std::process::Command;
+    let captures = [
+        corpus("arkime/arkime_synthetic.pcap"),
+        fixture("diag-reconnect-storm.pcap"),
+    ];
+    for path in &captures {
+        for threads in ["1", "3"] {
+            let args = [
+                "analyze",
+                "--all",
+                "--format",
+                "json",
+                "--threads",
+                threads,
+                path.to_str().unwrap(),
+            ];
+            let spilled = wsclose(&args);
+            let kept = Command::new(env!("CARGO_BIN_EXE_wsclose"))
+                .args(args)
+                .env("TMPDIR", "/nonexistent/wsclose-test")
+                .output()
+                .unwrap();
+            assert!(spilled.status.success() && kept.status.success());
+            assert!(!kept.stdout.is_empty());
+            assert!(
+                kept.stdout == spilled.stdout,
+                "{} -j{threads}: differs without a temporary directory",
+                path.display()
+            );
+        }
+    }
+}
