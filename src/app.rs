@@ -290,6 +290,13 @@ fn analyze(
     for w in &warnings {
         eprintln!("wsclose: warning: {}", printers::escape::terminal(w));
     }
+    // Not a report warning: the report is the same either way, only the memory it took is not.
+    if let Some(why) = &analysis.spill_error {
+        eprintln!(
+            "wsclose: note: finished connections kept in memory: {}",
+            printers::escape::terminal(why)
+        );
+    }
     let files: Vec<String> = input
         .files
         .iter()

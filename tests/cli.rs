@@ -404,6 +404,9 @@ fn no_temporary_directory_gives_the_same_report() {
                 .unwrap();
             assert!(spilled.status.success() && kept.status.success());
             assert!(!kept.stdout.is_empty());
+            let note = "finished connections kept in memory: no temporary file";
+            assert!(String::from_utf8_lossy(&kept.stderr).contains(note));
+            assert!(!String::from_utf8_lossy(&spilled.stderr).contains(note));
             assert!(
                 kept.stdout == spilled.stdout,
                 "{} -j{threads}: differs without a temporary directory",

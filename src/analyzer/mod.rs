@@ -181,6 +181,8 @@ pub struct Analyzer {
     next_sweep: Timestamp,
     /// Ended connections are being spilled (until a write fails).
     sweeping: bool,
+    /// Why connections were kept in memory although spilling was asked for.
+    spill_error: Option<String>,
     next_id: u64,
     /// Packets seen so far, this one included (every shard sees every packet, so it is the same
     /// count in all of them).
@@ -209,6 +211,9 @@ pub struct Analysis {
     /// dropped then depends on the other flows in the same table, so shards would not add up to
     /// one analyzer's result: the run must be redone with one analyzer for an identical report.
     pub capped: bool,
+    /// Why some or all finished connections stayed in memory although [`Config::spill`] asked for
+    /// a temporary file (the report is the same; memory is not).
+    pub spill_error: Option<String>,
 }
 
 impl Analysis {
@@ -225,7 +230,9 @@ impl Analysis {
         let mut stored = Vec::new();
         let mut spill_files: Vec<SpillFile> = Vec::new();
         let mut capped = false;
+        let mut spill_error = None;
         for part in parts {
+            spill_error = spill_error.or(part.spill_error);
             let first_file = spill_files.len() as u32;
             stored.extend(part.stored.into_iter().map(|mut s| {
                 if let Stored::Spilled { file, .. } = &mut s {
@@ -276,6 +283,7 @@ impl Analysis {
             stats,
             created: Vec::new(),
             capped,
+            spill_error,
         }
     }
 
@@ -341,9 +349,17 @@ impl Analyzer {
     pub fn new(config: Config) -> Self {
         // Without a temporary file (none writable, or no positioned reads), connections stay in
         // memory: the same result, only more memory.
-        let spill = (config.spill && !config.notices)
-            .then(SpillFile::new)
-            .and_then(Result::ok);
+        let (spill, spill_error) = match (config.spill && !config.notices).then(SpillFile::new) {
+            Some(Ok(file)) => (Some(file), None),
+            Some(Err(e)) => (
+                None,
+                Some(format!(
+                    "no temporary file in {} ({e})",
+                    std::env::temp_dir().display()
+                )),
+            ),
+            None => (None, None),
+        };
         let sweeping = spill.is_some();
         Analyzer {
             config,
@@ -358,6 +374,7 @@ impl Analyzer {
             tombs: FxHashMap::default(),
             next_sweep: Timestamp::from_nanos(i64::MIN),
             sweeping,
+            spill_error,
             next_id: 0,
             packet_index: 0,
             created: Vec::new(),
@@ -433,12 +450,17 @@ impl Analyzer {
             }
             let Some(spill) = &mut self.spill else { return };
             conn.end(conn.last_packet);
-            let Ok(at) = spill.write(conn) else {
-                // The disk is full or gone: no more sweeps; what ends from now on is kept in
-                // memory (`Stored::Memory`), what was spilled stays readable.
-                self.sweeping = false;
-                self.ended.clear();
-                return;
+            let at = match spill.write(conn) {
+                Ok(at) => at,
+                Err(e) => {
+                    // The disk is full or gone: no more sweeps; what ends from now on is kept in
+                    // memory (`Stored::Memory`), what was spilled stays readable.
+                    self.spill_error
+                        .get_or_insert_with(|| format!("writing the temporary file failed ({e})"));
+                    self.sweeping = false;
+                    self.ended.clear();
+                    return;
+                }
             };
             let Some(conn) = self.flows.remove(&key) else {
                 continue;
@@ -620,7 +642,11 @@ impl Analyzer {
                 file: 0,
                 at,
             }),
-            Err(_) => self.stored.push(Stored::Memory(conn)),
+            Err(e) => {
+                self.spill_error
+                    .get_or_insert_with(|| format!("writing the temporary file failed ({e})"));
+                self.stored.push(Stored::Memory(conn));
+            }
         }
     }
 
@@ -730,6 +756,7 @@ impl Analyzer {
             stats: self.stats,
             created: self.created,
             capped: self.capped,
+            spill_error: self.spill_error,
         }
     }
 }
@@ -781,10 +808,12 @@ mod tests {
         assert!(want.len() >= 50, "{}", want.len());
         let (early, all) = analyse(capture, Some(None));
         assert!(early >= 20, "spilled while reading: {early}");
+        assert_eq!(all.spill_error, None);
         assert_eq!(report(&all), report(&want));
         for writes in [0, 1, 10] {
             let (early, got) = analyse(capture, Some(Some(writes)));
             assert_eq!(early, writes as usize);
+            assert!(got.spill_error.is_some(), "the failed write is told");
             let in_memory = got
                 .stored
                 .iter()
