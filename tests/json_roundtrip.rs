@@ -10,15 +10,7 @@ use wsclose::report::time::TimeFormat;
 
 /// The report of every connection (`--all`) of `analysis`, read from `path`.
 fn whole_report(analysis: &wsclose::analyzer::Analysis, path: &std::path::Path) -> Report {
-    let files = vec![path.display().to_string()];
-    let opts = BuildOptions {
-        files: &files,
-        warnings: vec![],
-        errors: vec![],
-        time: TimeFormat::default(),
-        all: true,
-    };
-    model::build(analysis, opts, |_| true).unwrap()
+    common::report_of(analysis, &path.display().to_string(), true)
 }
 
 #[test]

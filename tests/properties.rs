@@ -8,8 +8,6 @@ use common::tcp_frame as frame;
 use proptest::prelude::*;
 use wsclose::analyzer::{Analyzer, Config};
 use wsclose::capture::{Packet, Precision, Timestamp, linktype};
-use wsclose::report::model::{self, BuildOptions};
-use wsclose::report::time::TimeFormat;
 
 const C: ([u8; 4], u16) = ([10, 1, 0, 1], 40000);
 const S: ([u8; 4], u16) = ([10, 1, 0, 2], 80);
@@ -125,16 +123,7 @@ fn run(cuts: &[usize], swaps: &[(usize, usize)], dups: &[usize]) -> Verdict {
             orig_len: data.len() as u32,
         });
     }
-    let analysis = analyzer.finish();
-    let files = vec!["mem".to_owned()];
-    let opts = BuildOptions {
-        files: &files,
-        warnings: vec![],
-        errors: vec![],
-        time: TimeFormat::default(),
-        all: false,
-    };
-    let report = model::build(&analysis, opts, |_| true).unwrap();
+    let report = common::report_of(&analyzer.finish(), "mem", false);
     assert_eq!(report.connections.len(), 1);
     let c = &report.connections[0];
     let first = c.first_close.as_ref().expect("a close frame");
@@ -296,15 +285,7 @@ fn feed_frames(
 
 /// The report as JSON, for comparing two analyses.
 fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
-    let files = vec!["mem".to_owned()];
-    let opts = BuildOptions {
-        files: &files,
-        warnings: vec![],
-        errors: vec![],
-        time: TimeFormat::default(),
-        all: true,
-    };
-    serde_json::to_string(&model::build(analysis, opts, |_| true).unwrap()).unwrap()
+    serde_json::to_string(&common::report_of(analysis, "mem", true)).unwrap()
 }
 
 proptest! {

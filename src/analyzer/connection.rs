@@ -321,11 +321,11 @@ pub struct Connection {
     packet_seq: u64,
     /// Sequence number of each side's FIN (just past its last data byte).
     fin_seq: [Option<u32>; 2],
-    /// What the decoding state will be built from: it is only built when the first payload byte
-    /// arrives, so a flood of SYNs or of bare ACKs costs no decoder state. `None` once ended.
     /// Queued by the analyzer to be spilled once it has lingered.
     #[serde(skip)]
     pub(super) queued_for_spill: bool,
+    /// What the decoding state will be built from: it is only built when the first payload byte
+    /// arrives, so a flood of SYNs or of bare ACKs costs no decoder state. `None` once ended.
     #[serde(skip)]
     seed: Option<Box<Seed>>,
     #[serde(skip)]

@@ -455,8 +455,7 @@ impl Analyzer {
                 Err(e) => {
                     // The disk is full or gone: no more sweeps; what ends from now on is kept in
                     // memory (`Stored::Memory`), what was spilled stays readable.
-                    self.spill_error
-                        .get_or_insert_with(|| format!("writing the temporary file failed ({e})"));
+                    self.write_failed(&e);
                     self.sweeping = false;
                     self.ended.clear();
                     return;
@@ -468,11 +467,7 @@ impl Analyzer {
             self.ids.remove(&id);
             let fate = self.account(&conn);
             let entry = fate.keep.then(|| {
-                self.stored.push(Stored::Spilled {
-                    brief: Box::new(Brief::of(&conn)),
-                    file: 0,
-                    at,
-                });
+                self.stored.push(Stored::spilled(&conn, at));
                 self.stored.len() - 1
             });
             self.tombs.insert(
@@ -485,6 +480,12 @@ impl Analyzer {
                 },
             );
         }
+    }
+
+    /// The first failed write is what the run tells (`Analysis::spill_error`).
+    fn write_failed(&mut self, e: &io::Error) {
+        self.spill_error
+            .get_or_insert_with(|| format!("writing the temporary file failed ({e})"));
     }
 
     /// A packet for a flow whose connection was spilled: the connection is read back into the
@@ -637,14 +638,9 @@ impl Analyzer {
             return;
         };
         match spill.write(&conn) {
-            Ok(at) => self.stored.push(Stored::Spilled {
-                brief: Box::new(Brief::of(&conn)),
-                file: 0,
-                at,
-            }),
+            Ok(at) => self.stored.push(Stored::spilled(&conn, at)),
             Err(e) => {
-                self.spill_error
-                    .get_or_insert_with(|| format!("writing the temporary file failed ({e})"));
+                self.write_failed(&e);
                 self.stored.push(Stored::Memory(conn));
             }
         }

@@ -137,6 +137,15 @@ pub enum Stored {
 }
 
 impl Stored {
+    /// `conn`, written to the analyzer's own file (file 0 until [`super::Analysis::merge`]) at `at`.
+    pub fn spilled(conn: &Connection, at: Location) -> Stored {
+        Stored::Spilled {
+            brief: Box::new(Brief::of(conn)),
+            file: 0,
+            at,
+        }
+    }
+
     pub fn id(&self) -> Option<u64> {
         match self {
             Stored::Memory(c) => Some(c.id),

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::analyzer::{Analyzer, Config, Connection, Notice, NoticeKind, RoleEvidence, Side};
 use crate::capture::{Packet, Precision, Timestamp};
 use crate::cli::LiveFormat;
-use crate::diagnosis::{self, Diagnosis, View};
+use crate::diagnosis::{self, Diagnosis};
 use crate::report::escape::terminal;
 use crate::report::model::{
     self, BuildOptions, ConnectionReport, Outcome, Report, Role, Summary, outcome_of,
@@ -441,16 +441,12 @@ impl<W: Write> Monitor<W> {
         self.tick(Timestamp::from_nanos(i64::MAX))
     }
 
-    fn view(c: &Connection) -> View<'static> {
-        View::of(c)
-    }
-
     /// Whether the report lists this connection (as `model::build` decides, with the servers known
     /// so far).
-    fn shown(&self, v: &View<'_>) -> bool {
-        match v.outcome {
+    fn shown(&self, c: &Connection) -> bool {
+        match c.outcome() {
             Outcome::NotWebsocket => false,
-            Outcome::Refused => self.ws_servers.contains(&v.brief.endpoints[v.server]),
+            Outcome::Refused => self.ws_servers.contains(&server_of(c)),
             _ => true,
         }
     }
@@ -463,11 +459,10 @@ impl<W: Write> Monitor<W> {
         batch.sort_by_key(|c| c.id);
         for c in &batch {
             self.known.remove(&c.id);
-            let v = Self::view(c);
-            if !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket)
+            if !matches!(c.outcome(), Outcome::Refused | Outcome::NotWebsocket)
                 && self.ws_servers.len() < MAX_WS_SERVERS
             {
-                self.ws_servers.insert(c.endpoints[v.server]);
+                self.ws_servers.insert(server_of(c));
             }
         }
         let tf = self.opts.time;
@@ -478,15 +473,14 @@ impl<W: Write> Monitor<W> {
                 .kept
                 .range(start..)
                 .chain(batch.iter())
-                .filter(|c| self.shown(&Self::view(c)))
+                .filter(|c| self.shown(c))
                 .map(|c| &**c)
                 .collect();
             let time = |t: Timestamp| tf.format(t, precision);
             diagnosis::diagnose(&conns, &time)
         };
         for c in batch {
-            let v = Self::view(&c);
-            if self.shown(&v) {
+            if self.shown(&c) {
                 let mut r = ConnectionReport::from_connection(&c, &tf);
                 r.diagnosis = diagnoses.remove(&c.id).unwrap_or_default();
                 self.print_finished(&r, c.last_packet)?;
@@ -508,8 +502,7 @@ impl<W: Write> Monitor<W> {
             let Some(old) = self.kept.pop_front() else {
                 break;
             };
-            let v = Self::view(&old);
-            if self.shown(&v) {
+            if self.shown(&old) {
                 let r = ConnectionReport::from_connection(&old, &self.opts.time);
                 add_summary(&mut self.dropped_summary, &Summary::of(&[r]));
                 self.dropped += 1;
@@ -609,6 +602,11 @@ impl<W: Write> Monitor<W> {
         add_summary(&mut report.summary, &dropped_summary);
         Ok((report, out))
     }
+}
+
+/// The server's address and port of a connection.
+fn server_of(c: &Connection) -> std::net::SocketAddr {
+    c.endpoints[1 - c.roles().0]
 }
 
 /// Counts of a report's close facts by connection, for comparisons (tests).

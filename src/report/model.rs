@@ -786,29 +786,23 @@ pub fn build_lazily<'a>(
     timelines: bool,
 ) -> io::Result<LazyReport<'a>> {
     let tf = opts.time;
-    let briefs = || (0..analysis.len()).filter_map(|i| Some((i, analysis.brief(i)?)));
+    // One view per connection, made once (from memory, a brief is worked out) and sized once: with
+    // tens of thousands of connections, doubling would hold twice the memory.
+    let mut views: Vec<(usize, View<'_>)> = Vec::with_capacity(analysis.len());
+    views.extend((0..analysis.len()).filter_map(|i| Some((i, View::new(analysis.brief(i)?)))));
     // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
-    let ws_servers: std::collections::HashSet<std::net::SocketAddr> = briefs()
-        .filter(|(_, b)| !matches!(b.outcome, Outcome::Refused | Outcome::NotWebsocket))
-        .map(|(_, b)| b.endpoints[1 - b.client])
+    let ws_servers: std::collections::HashSet<std::net::SocketAddr> = views
+        .iter()
+        .filter(|(_, v)| !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket))
+        .map(|(_, v)| v.brief.endpoints[v.server])
         .collect();
-    // Sized once: with tens of thousands of connections, doubling would hold twice the memory.
-    let (mut shown, mut views) = (
-        Vec::with_capacity(analysis.len()),
-        Vec::with_capacity(analysis.len()),
-    );
-    for (i, brief) in briefs() {
-        let v = View::new(brief);
-        let show = match v.outcome {
-            Outcome::NotWebsocket => opts.all,
-            Outcome::Refused => opts.all || ws_servers.contains(&v.brief.endpoints[v.server]),
-            _ => true,
-        };
-        if show {
-            shown.push(i);
-            views.push(v);
-        }
-    }
+    views.retain(|(_, v)| match v.outcome {
+        Outcome::NotWebsocket => opts.all,
+        Outcome::Refused => opts.all || ws_servers.contains(&v.brief.endpoints[v.server]),
+        _ => true,
+    });
+    // An exact-size iterator: both lists are allocated once, at their size.
+    let (shown, views): (Vec<usize>, Vec<View<'_>>) = views.into_iter().unzip();
 
     let precision = analysis.stats.precision;
     let time = |t: Timestamp| tf.format(t, precision);

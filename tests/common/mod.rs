@@ -5,6 +5,24 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The report of an analysis of `file`, built as `analyze` builds it (`all`: `--all`), with no
+/// warnings or errors.
+pub fn report_of(
+    analysis: &wsclose::analyzer::Analysis,
+    file: &str,
+    all: bool,
+) -> wsclose::report::Report {
+    let files = vec![file.to_owned()];
+    let opts = wsclose::report::model::BuildOptions {
+        files: &files,
+        warnings: vec![],
+        errors: vec![],
+        time: wsclose::report::time::TimeFormat::default(),
+        all,
+    };
+    wsclose::report::model::build(analysis, opts, |_| true).unwrap()
+}
+
 pub fn corpus(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/corpus/public")
