@@ -152,9 +152,9 @@ struct ReadOutcome {
 
 /// Feeds every packet of `reader` to `sink`. `report`: print read errors on stderr as they come
 /// and move the progress bar (a second pass over the same files does neither).
-fn read_all(
+fn read_all<S: PacketSink + ?Sized>(
     mut reader: MergedReader,
-    sink: &mut dyn PacketSink,
+    sink: &mut S,
     progress: Option<&indicatif::ProgressBar>,
     report: bool,
 ) -> ReadOutcome {
@@ -162,7 +162,7 @@ fn read_all(
     let mut since_update = 0u32;
     loop {
         since_update += 1;
-        if since_update >= 1 << 16 {
+        if since_update >= 1 << 14 {
             since_update = 0;
             if let Some(bar) = progress.filter(|_| report) {
                 bar.set_position(reader.position());
@@ -173,6 +173,13 @@ fn read_all(
             for text in reader.take_secrets() {
                 sink.secrets(&text);
             }
+        }
+        let batch = reader.shared_batch(|shared| {
+            sink.packet(&shared.packet, shared.buffer, shared.at);
+        });
+        if batch > 0 {
+            since_update = since_update.saturating_add(batch as u32);
+            continue;
         }
         match reader.next_packet_shared() {
             Ok(Some(shared)) => sink.packet(&shared.packet, shared.buffer, shared.at),

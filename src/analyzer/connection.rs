@@ -170,6 +170,20 @@ pub struct Handshake {
     pub response: Option<(Timestamp, Side, Box<UpgradeResponse>)>,
     /// Upgrade requests seen on this connection (several when the first ones were refused).
     pub attempts: u32,
+    /// Whether the response's Sec-WebSocket-Accept matches the request's key, when both were
+    /// captured: worked out once, when the handshake changes (a SHA-1, which the report and the
+    /// diagnosis both ask for).
+    accept_valid: Option<bool>,
+}
+
+impl Handshake {
+    fn check_accept(&mut self) {
+        self.accept_valid = (|| {
+            let key = self.request.as_ref()?.2.key.as_deref()?;
+            let accept = self.response.as_ref()?.2.accept.as_deref()?;
+            Some(handshake::expected_accept(key) == accept.trim())
+        })();
+    }
 }
 
 thread_local! {
@@ -356,6 +370,7 @@ impl Connection {
                 request: None,
                 response: None,
                 attempts: 0,
+                accept_valid: None,
             },
             tls: None,
             not_websocket: None,
@@ -780,6 +795,7 @@ impl Connection {
                     if req.wants_websocket() {
                         self.handshake.attempts += 1;
                         self.handshake.request = Some((ts, side, req));
+                        self.handshake.check_accept();
                     } else if self.handshake.request.is_none() && self.handshake.response.is_none()
                     {
                         // Plain HTTP before any upgrade: not a WebSocket connection (yet).
@@ -806,6 +822,7 @@ impl Connection {
                             live.decoders[1 - side].switch_to_frames(rsv);
                         }
                         self.handshake.response = Some((ts, side, resp));
+                        self.handshake.check_accept();
                     }
                     let mut more = Vec::new();
                     live.decoders[1 - side].upgrade_answered(accepted, rsv, &mut more);
@@ -1065,9 +1082,7 @@ impl Connection {
 
     /// Accept header checked against the key, when both were captured.
     pub fn accept_valid(&self) -> Option<bool> {
-        let key = self.handshake.request.as_ref()?.2.key.as_deref()?;
-        let accept = self.handshake.response.as_ref()?.2.accept.as_deref()?;
-        Some(handshake::expected_accept(key) == accept.trim())
+        self.handshake.accept_valid
     }
 
     /// The first close frame and, when the other side answered, its reply.

@@ -93,6 +93,15 @@ impl MergedReader {
         }
     }
 
+    /// With a single file, the packets already whole in its buffer, in one loop
+    /// ([`FileReader::shared_batch`]); 0 when there are none or when several files are merged.
+    pub fn shared_batch(&mut self, each: impl FnMut(SharedPacket<'_>)) -> usize {
+        match self.files.as_mut_slice() {
+            [only] => only.shared_batch(each),
+            _ => 0,
+        }
+    }
+
     /// The file whose peeked packet comes next in time.
     fn next_file(&mut self) -> Result<Option<&mut FileReader>, CaptureError> {
         // Refill the heap. On error, the failing index has already been popped, so that file
