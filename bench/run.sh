@@ -13,8 +13,10 @@
 # Wall and CPU time (user + system): bench/measure.py (perf_counter and getrusage, µs resolution).
 # Peak RSS: GNU time's %M (`/usr/bin/time`, the `time` package; installed with apt when missing).
 # On a shared machine the CPU time is the steadier figure.
-# Page cache: each file is read once with `cat > /dev/null` before it is timed, so the figures are for
-# a warm cache (memory speed), not for the disk.
+# Page cache: each file's cached pages are dropped and read back in one pass (bench/recache.py) before
+# it is timed, so the figures are for a warm cache (memory speed), not for the disk, and always for
+# the same cache state: how the pages got into the cache changes the floor's time by up to 3x
+# (see recache.py and BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,7 +70,7 @@ for spec in "${SIZES[@]}"; do
     read -r name _ _ <<<"$spec"
     pcap="$BENCH_DIR/gen-$name.pcap"
     SIZE[$name]=$(stat -c %s "$pcap")
-    cat "$pcap" >/dev/null
+    python3 bench/recache.py "$pcap"
     rm -f "$BENCH_DIR/wsclose-$name.runs" "$BENCH_DIR/floor-$name.runs" "$BENCH_DIR/wsclose-mc-$name.runs"
     for _ in $(seq "$RUNS"); do
         run "floor-$name" "$FLOOR" "$pcap"
@@ -113,7 +115,7 @@ if command -v editcap >/dev/null; then
         ls "$parts"_*.pcap >"$parts.done"
     fi
     mapfile -t files <"$parts.done"
-    cat "${files[@]}" >/dev/null
+    python3 bench/recache.py "${files[@]}"
     rm -f "$BENCH_DIR/files-1.runs" "$BENCH_DIR/files-mc.runs"
     for _ in $(seq "$RUNS"); do
         run files-1 "$WSCLOSE" analyze --threads 1 --format json "${files[@]}"
