@@ -271,8 +271,7 @@ fn analyze(
     let threads = analysis_threads(input);
     let progress = progress_bar(&input.files);
     let (first, mut analysis) = read_and_analyse(reader, &config, threads, progress.as_ref(), true);
-    // Two threads are one reader and one analyzer, whose result is already the one-core one.
-    if analysis.capped && threads > 2 {
+    if analysis.capped && threads > 1 {
         // A full flow table (or too many failed attempts) is handled by evicting or dropping
         // what depends on every flow at once: redo the run with one analyzer, so that the report
         // is the one a single core gives.

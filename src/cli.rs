@@ -45,7 +45,8 @@ pub struct Input {
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
     /// Cores to use (default: all): one thread reads the capture and the flows are split across
-    /// analyzers on the others; the report is the same byte for byte. Stdin is analysed on one.
+    /// analyzers on the others (and, a small share, on the reading one); the report is the same
+    /// byte for byte. Stdin is analysed on one.
     #[arg(long, short = 'j', value_name = "N")]
     pub threads: Option<usize>,
 }

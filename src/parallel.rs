@@ -1,12 +1,15 @@
-//! Several cores: one thread reads the capture and hands the packets of each flow to one of the
-//! analyzers running on the other threads; their analyses are then merged into exactly what one
-//! analyzer would have found ([`Analysis::merge`]), so the report is the same bytes.
+//! Several cores: one thread reads the capture, analyses a quarter of a core's share of the flows
+//! itself, and hands the packets of every other flow to one of the analyzers running on the other
+//! threads; their analyses are then merged into exactly what one analyzer would have found
+//! ([`Analysis::merge`]), so the report is the same bytes.
 //!
 //! Why this shape: reading and parsing the capture is a fixed cost per byte that cannot be split
-//! (flows interleave through the whole file), while analysing flows splits cleanly by flow. The
-//! reader does no analysis, so with two cores reading and analysing overlap; with more, the
-//! analysis is divided. Packets are not copied: a batch carries the reader's buffer (an `Arc`) and
-//! the packets' positions in it, and the reader refills another buffer meanwhile.
+//! (flows interleave through the whole file), while analysing flows splits cleanly by flow. A
+//! capture in the page cache is read much faster than it is analysed: a reader that only read
+//! left its core mostly idle, and two cores were then hardly faster than one. A reader that took
+//! an equal share of the flows became the slower side instead. Packets are not copied: a batch
+//! carries the reader's buffer (an `Arc`) and the packets' positions in it, and the reader refills
+//! another buffer meanwhile.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -40,6 +43,14 @@ const BATCH: usize = 2048;
 /// buffers alive at once.
 const QUEUE: usize = 4;
 
+/// Flows are routed by units of their hash: `UNITS_PER_ANALYZER` per analyzer thread, of which
+/// the reading thread analyses the flows of one unit (unit 0), and each analyzer thread those of
+/// the units `u` with `(u - 1) % analyzers` its number. With one analyzer thread (two cores) the
+/// reader thus analyses a quarter of the flows and the other thread three quarters: about where
+/// both finish together when the capture is in the page cache (reading and routing cost the
+/// reader about what a quarter of the analysis costs).
+const UNITS_PER_ANALYZER: u32 = 4;
+
 /// A packet handed to an analyzer: where its bytes are in the batch's buffer, and the rest.
 struct Routed {
     /// Which of the batch's buffers holds the bytes.
@@ -70,9 +81,14 @@ enum Message {
     Secrets(String),
 }
 
-/// The reading side: counts what belongs to no flow, and routes each packet to its flow's analyzer.
+/// The reading side: counts what belongs to no flow, analyses the flows of unit 0 (`local`), and
+/// routes every other packet to its flow's analyzer thread.
 pub struct Dispatcher {
     router: Analyzer,
+    local: Analyzer,
+    /// Units of flow hash, `UNITS_PER_ANALYZER` per analyzer thread; 1 when `local` analyses
+    /// every flow (a cap too small to share).
+    units: u32,
     pending: Vec<Batch>,
     queues: Vec<SyncSender<Message>>,
 }
@@ -93,29 +109,32 @@ impl Dispatcher {
 
     /// Sends what is pending and waits for the analyzers; their analyses merged.
     fn finish(mut self, analyzers: Vec<std::thread::ScopedJoinHandle<'_, Analysis>>) -> Analysis {
-        let whole = self.queues.len() == 1;
-        for shard in 0..self.queues.len() {
-            self.flush(shard);
+        for queue in 0..self.queues.len() {
+            self.flush(queue);
         }
         self.queues.clear();
-        let mut parts = vec![self.router.finish()];
+        if self.units == 1 {
+            // The one analyzer saw and counted everything itself: what it found is what one core
+            // finds, even when it hit a cap, so there is nothing to redo.
+            let mut whole = self.local.finish();
+            whole.capped = false;
+            return whole;
+        }
+        let mut parts = vec![self.router.finish(), self.local.finish()];
         for handle in analyzers {
             match handle.join() {
                 Ok(part) => parts.push(part),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        match parts.pop() {
-            // The one analyzer saw and counted everything itself.
-            Some(only) if whole => only,
-            last => Analysis::merge(parts.into_iter().chain(last).collect()),
-        }
+        Analysis::merge(parts)
     }
 }
 
 impl PacketSink for Dispatcher {
     fn secrets(&mut self, text: &str) {
         self.router.add_secrets(text);
+        self.local.add_secrets(text);
         for shard in 0..self.queues.len() {
             // In order: the packets before the secrets first.
             self.flush(shard);
@@ -126,17 +145,19 @@ impl PacketSink for Dispatcher {
     }
 
     fn packet(&mut self, packet: &Packet<'_>, buffer: &Arc<Vec<u8>>, at: usize) {
-        let count = self.queues.len() as u32;
-        let (shard, index) = if count == 1 {
-            // One analyzer (two cores): it gets every packet and counts them itself, so this
-            // thread only reads; decoding moves to the other core.
-            (0, 0)
-        } else {
-            let Some(shard) = self.router.route(packet, count) else {
-                return;
-            };
-            (shard as usize, self.router.packets_seen())
+        if self.units == 1 {
+            self.local.ingest(packet);
+            return;
+        }
+        let Some(unit) = self.router.route(packet, self.units) else {
+            return;
         };
+        let index = self.router.packets_seen();
+        let Some(unit) = unit.checked_sub(1) else {
+            self.local.ingest_routed(packet, index);
+            return;
+        };
+        let shard = unit as usize % self.queues.len().max(1);
         if self
             .pending
             .get(shard)
@@ -176,9 +197,8 @@ impl PacketSink for Dispatcher {
     }
 }
 
-/// The analysing side: every packet routed to this shard, in order.
-/// `whole`: this is the only analyzer, given every packet, which it counts itself.
-fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>, whole: bool) -> Analysis {
+/// The analysing side of another thread: every packet routed to it, in order.
+fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>) -> Analysis {
     for message in queue {
         match message {
             Message::Packets(batch) => {
@@ -197,11 +217,7 @@ fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>, whole: bool) -> Ana
                         data,
                         orig_len: r.orig_len,
                     };
-                    if whole {
-                        analyzer.ingest(&packet);
-                    } else {
-                        analyzer.ingest_routed(&packet, r.index);
-                    }
+                    analyzer.ingest_routed(&packet, r.index);
                 }
             }
             Message::Secrets(text) => analyzer.add_secrets(&text),
@@ -211,42 +227,55 @@ fn analyse(mut analyzer: Analyzer, queue: Receiver<Message>, whole: bool) -> Ana
 }
 
 /// Runs `read` (which feeds a [`PacketSink`] until the capture ends) with its packets analysed by
-/// `analyzers` analyzers on other threads; returns what `read` returns and the merged analysis.
+/// `analyzers` analyzers on other threads and, for a few of the flows, on its own; returns what
+/// `read` returns and the merged analysis.
 pub fn analyse_in_parallel<R>(
     config: &Config,
     analyzers: usize,
     read: impl FnOnce(&mut dyn PacketSink) -> R,
 ) -> (R, Analysis) {
-    // Each analyzer gets an equal share of the caps, rounded down, so that whenever one analyzer
-    // for all the flows would have hit a cap, one of these hits its share and says so
-    // (`Analysis::capped`). A cap smaller than the number of analyzers cannot be shared: fewer then.
-    let count = analyzers
-        .min(config.max_flows)
-        .min(usize::try_from(config.max_failed_attempts).unwrap_or(usize::MAX))
-        .max(1);
-    let count = u32::try_from(count).unwrap_or(1);
+    // Each analyzer gets the share of the caps of its units, rounded down: the shares add up to
+    // at most the cap, so whenever one analyzer for all the flows would have hit a cap, one of
+    // these hits its share and says so (`Analysis::capped`). A cap smaller than the number of
+    // units cannot be shared: fewer analyzers then, or none (the reading thread analyses all).
+    let cap = config
+        .max_flows
+        .min(usize::try_from(config.max_failed_attempts).unwrap_or(usize::MAX));
+    let mut analyzers = u32::try_from(analyzers).unwrap_or(u32::MAX);
+    while analyzers > 0 && (analyzers * UNITS_PER_ANALYZER) as usize > cap {
+        analyzers -= 1;
+    }
+    let units = (analyzers * UNITS_PER_ANALYZER).max(1);
+    let share = |index: u32, of_units: u32| Config {
+        shard: Some(Shard {
+            index,
+            count: analyzers + 1,
+        }),
+        max_flows: config.max_flows / units as usize * of_units as usize,
+        max_failed_attempts: config.max_failed_attempts / u64::from(units) * u64::from(of_units),
+        ..config.clone()
+    };
     std::thread::scope(|scope| {
         let mut queues = Vec::new();
         let mut handles = Vec::new();
-        for index in 0..count {
+        for index in 0..analyzers {
             let (tx, rx) = sync_channel(QUEUE);
-            let whole = count == 1;
-            let analyzer = if whole {
-                Analyzer::new(config.clone())
-            } else {
-                Analyzer::new(Config {
-                    shard: Some(Shard { index, count }),
-                    max_flows: config.max_flows / count as usize,
-                    max_failed_attempts: config.max_failed_attempts / u64::from(count),
-                    ..config.clone()
-                })
-            };
+            // Units 1..units, every `analyzers`-th from `index + 1`.
+            let of_units = (units - 1 - index).div_ceil(analyzers);
+            let analyzer = Analyzer::new(share(index + 1, of_units));
             queues.push(tx);
-            handles.push(scope.spawn(move || analyse(analyzer, rx, whole)));
+            handles.push(scope.spawn(move || analyse(analyzer, rx)));
         }
+        let local = if units == 1 {
+            Analyzer::new(config.clone())
+        } else {
+            Analyzer::new(share(0, 1))
+        };
         let mut dispatcher = Dispatcher {
             router: Analyzer::new(config.clone()),
-            pending: (0..count)
+            local,
+            units,
+            pending: (0..analyzers)
                 .map(|_| Batch {
                     buffers: Vec::new(),
                     packets: Vec::new(),
@@ -301,20 +330,30 @@ mod tests {
     }
 
     /// A flow table that one analyzer would overflow makes the split run say so, for the caller to
-    /// redo it on one core (what is evicted depends on all the flows of a table).
+    /// redo it on one core (what is evicted depends on all the flows of a table). A cap too small
+    /// to share leaves every flow to the reading thread's analyzer, whose result is the one-core
+    /// one: nothing to redo.
     #[test]
     fn a_cap_one_analyzer_would_hit_is_reported() {
-        let config = Config {
-            max_flows: 2,
-            ..Config::default()
-        };
-        let mut single = Analyzer::new(config.clone());
-        read("fixtures/diag-reconnect-storm.pcap", &mut single);
-        assert!(single.finish().stats.evicted_flows > 0);
-        let ((), split) = analyse_in_parallel(&config, 2, |sink| {
-            read("fixtures/diag-reconnect-storm.pcap", sink)
-        });
-        assert!(split.capped);
+        for (max_flows, analyzers, split_up) in [(8, 2, true), (4, 1, true), (3, 1, false)] {
+            let config = Config {
+                max_flows,
+                keep_non_websocket: true,
+                ..Config::default()
+            };
+            let mut single = Analyzer::new(config.clone());
+            read("fixtures/diag-reconnect-storm.pcap", &mut single);
+            let single = single.finish();
+            assert!(single.stats.evicted_flows > 0, "{max_flows}");
+            let ((), split) = analyse_in_parallel(&config, analyzers, |sink| {
+                read("fixtures/diag-reconnect-storm.pcap", sink)
+            });
+            assert_eq!(split.capped, split_up, "{max_flows} {analyzers}");
+            if !split_up {
+                assert_eq!(ids_and_ends(&split), ids_and_ends(&single));
+                assert_eq!(split.stats.evicted_flows, single.stats.evicted_flows);
+            }
+        }
     }
 
     /// Whatever the caps and the number of analyzers, a split run either equals the one-analyzer
