@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use super::event::{Event, EventKind, EventLog, Notice, NoticeKind};
 use crate::capture::{Precision, Timestamp};
-use crate::decode::TcpSegment;
+use crate::decode::{Endpoint, TcpSegment};
 use std::sync::Arc;
 
 use crate::tcp::{Chunk, Limits, Reassembler, ReassemblyStats};
@@ -359,7 +359,7 @@ impl Connection {
         let saw_start = seg.flags.syn;
         Connection {
             id,
-            endpoints: [seg.src, seg.dst],
+            endpoints: [seg.src.socket_addr(), seg.dst.socket_addr()],
             first_packet: ts,
             last_packet: ts,
             precision,
@@ -395,8 +395,8 @@ impl Connection {
         }
     }
 
-    pub fn side_of(&self, src: SocketAddr) -> Side {
-        usize::from(src != self.endpoints[0])
+    pub fn side_of(&self, src: Endpoint) -> Side {
+        usize::from(src != Endpoint::from(self.endpoints[0]))
     }
 
     /// TCP is ending: a FIN or a RST from either side (what a WebSocket peer sees as the end).

@@ -21,7 +21,6 @@ pub mod spill;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
 
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ use rustc_hash::FxHashMap;
 use crate::tls::KeyLog;
 
 use crate::capture::{Packet, Precision, Timestamp};
-use crate::decode::{self, Skip, TcpSegment};
+use crate::decode::{self, Endpoint, Skip, TcpSegment};
 use crate::tcp::Limits;
 pub use brief::{Brief, RequestBrief};
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
@@ -130,31 +129,7 @@ pub struct PacketStats {
 /// Flow key independent of direction: the two endpoints in a fixed order.
 type FlowKey = (Endpoint, Endpoint);
 
-/// An address and port as plain integers: hashed and compared in a few instructions, where a
-/// `SocketAddr` (an enum of two layouts) costs a branchy field-by-field hash on every packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct Endpoint {
-    ip: u128,
-    /// The port, with bit 16 set for IPv4 (so that an IPv4 address never equals the IPv6
-    /// address with the same 128-bit value).
-    port: u32,
-}
-
-fn endpoint(a: SocketAddr) -> Endpoint {
-    match a {
-        SocketAddr::V4(v4) => Endpoint {
-            ip: u128::from(u32::from(*v4.ip())),
-            port: u32::from(v4.port()) | 1 << 16,
-        },
-        SocketAddr::V6(v6) => Endpoint {
-            ip: u128::from(*v6.ip()),
-            port: u32::from(v6.port()),
-        },
-    }
-}
-
-fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
-    let (a, b) = (endpoint(a), endpoint(b));
+fn flow_key(a: Endpoint, b: Endpoint) -> FlowKey {
     if a <= b { (a, b) } else { (b, a) }
 }
 

@@ -18,7 +18,7 @@
 
 mod link;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use etherparse::{
     EtherType, IpNumber, Ipv4HeaderSlice, LaxNetSlice, LaxSlicedPacket, TcpHeaderSlice,
@@ -39,8 +39,8 @@ pub struct TcpFlags {
 /// One decoded TCP segment, borrowing the packet's bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment<'a> {
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    pub src: Endpoint,
+    pub dst: Endpoint,
     pub seq: u32,
     pub ack: u32,
     pub flags: TcpFlags,
@@ -53,6 +53,57 @@ pub struct TcpSegment<'a> {
     pub ttl: u8,
     /// IPv4 identification; `None` for IPv6.
     pub ip_id: Option<u16>,
+}
+
+/// An address and port as plain integers: hashed, ordered and compared in a few instructions. A
+/// `SocketAddr` (an enum of two layouts) cost a branchy field-by-field hash on every packet, and
+/// copying one that was just written field by field stalled the reads that followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    ip: u128,
+    /// The port, with bit 16 set for IPv4 (so that an IPv4 address never equals the IPv6
+    /// address with the same 128-bit value).
+    port: u32,
+}
+
+const IPV4: u32 = 1 << 16;
+
+impl Endpoint {
+    pub fn v4(ip: Ipv4Addr, port: u16) -> Endpoint {
+        Endpoint {
+            ip: u128::from(u32::from(ip)),
+            port: u32::from(port) | IPV4,
+        }
+    }
+
+    pub fn v6(ip: Ipv6Addr, port: u16) -> Endpoint {
+        Endpoint {
+            ip: u128::from(ip),
+            port: u32::from(port),
+        }
+    }
+
+    fn new(ip: IpAddr, port: u16) -> Endpoint {
+        match ip {
+            IpAddr::V4(v4) => Endpoint::v4(v4, port),
+            IpAddr::V6(v6) => Endpoint::v6(v6, port),
+        }
+    }
+
+    pub fn socket_addr(self) -> SocketAddr {
+        let port = self.port as u16;
+        if self.port & IPV4 != 0 {
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(self.ip as u32), port))
+        } else {
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(self.ip), port, 0, 0))
+        }
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Endpoint {
+        Endpoint::new(a.ip(), a.port())
+    }
 }
 
 /// Why a packet did not yield a TCP segment. Each kind is counted and reported, never silently dropped.
@@ -132,8 +183,8 @@ fn fast_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
     let tcp = TcpHeaderSlice::from_slice(tcp_bytes).ok()?;
     let payload = tcp_bytes.get(usize::from(tcp.data_offset()) * 4..)?;
     Some(TcpSegment {
-        src: SocketAddr::new(IpAddr::V4(h.source_addr()), tcp.source_port()),
-        dst: SocketAddr::new(IpAddr::V4(h.destination_addr()), tcp.destination_port()),
+        src: Endpoint::v4(h.source_addr(), tcp.source_port()),
+        dst: Endpoint::v4(h.destination_addr(), tcp.destination_port()),
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
         flags: TcpFlags {
@@ -210,8 +261,8 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<TcpSegment
                 None => payload.len(),
             };
             Ok(TcpSegment {
-                src: SocketAddr::new(src_ip, tcp.source_port()),
-                dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+                src: Endpoint::new(src_ip, tcp.source_port()),
+                dst: Endpoint::new(dst_ip, tcp.destination_port()),
                 seq: tcp.sequence_number(),
                 ack: tcp.acknowledgment_number(),
                 flags: TcpFlags {
@@ -273,8 +324,8 @@ mod tests {
     }
 
     fn check(seg: &TcpSegment<'_>, payload: &[u8]) {
-        assert_eq!(seg.src, "10.0.0.1:1234".parse().unwrap());
-        assert_eq!(seg.dst, "10.0.0.2:80".parse().unwrap());
+        assert_eq!(seg.src.socket_addr(), "10.0.0.1:1234".parse().unwrap());
+        assert_eq!(seg.dst.socket_addr(), "10.0.0.2:80".parse().unwrap());
         assert_eq!((seg.seq, seg.ack), (1000, 2000));
         assert_eq!(
             seg.flags,
