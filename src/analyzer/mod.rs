@@ -522,28 +522,37 @@ impl Analyzer {
 
     fn track_flow(&mut self, seg: &TcpSegment<'_>, packet: &Packet<'_>) {
         let key = flow_key(seg.src, seg.dst);
-        if let Some(conn) = self.flows.get_mut(&key) {
-            if conn.is_reused_by(seg) {
-                if let Some(mut old) = self.flows.remove(&key) {
-                    self.ids.remove(&old.id);
-                    old.end(old.last_packet);
-                    self.retire(old);
-                }
-            } else {
-                conn.on_segment(seg, packet.ts, packet.precision);
-                if let Some(n) = &mut conn.notices {
-                    self.notices.append(n);
-                }
-                if (seg.flags.fin || seg.flags.rst)
-                    && self.sweeping
-                    && conn.tcp_ended()
-                    && !conn.queued_for_spill
-                {
-                    conn.queued_for_spill = true;
-                    self.ended.push_back((key, conn.id, linger_from(packet.ts)));
-                }
-                return;
+        if let Some(conn) = self.flows.get_mut(&key)
+            && !conn.is_reused_by(seg)
+        {
+            conn.on_segment(seg, packet.ts, packet.precision);
+            if let Some(n) = &mut conn.notices {
+                self.notices.append(n);
             }
+            if (seg.flags.fin || seg.flags.rst)
+                && self.sweeping
+                && conn.tcp_ended()
+                && !conn.queued_for_spill
+            {
+                conn.queued_for_spill = true;
+                self.ended.push_back((key, conn.id, linger_from(packet.ts)));
+            }
+            return;
+        }
+        self.open_flow(key, seg, packet);
+    }
+
+    /// A segment of no connection in the flow table: a reused 4-tuple, a late packet of a retired
+    /// flow, or a new connection. Out of line: inlined into the per-packet path, its many live
+    /// values made the compiler save most of the segment to the stack on every packet.
+    #[cold]
+    #[inline(never)]
+    fn open_flow(&mut self, key: FlowKey, seg: &TcpSegment<'_>, packet: &Packet<'_>) {
+        if let Some(mut old) = self.flows.remove(&key) {
+            // `is_reused_by`: a new connection's SYN on this 4-tuple.
+            self.ids.remove(&old.id);
+            old.end(old.last_packet);
+            self.retire(old);
         } else if !self.tombs.is_empty()
             && let Some(tomb) = self.tombs.remove(&key)
             && self.resurrect(key, tomb, packet.ts)

@@ -149,9 +149,16 @@ pub fn decode(linktype: u32, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
         LinkPayload::Ip(payload) if payload.first().is_some_and(|b| b >> 4 == 4) => Some(payload),
         _ => None,
     };
-    if let Some(seg) = ipv4.and_then(fast_ipv4_tcp) {
-        return Ok(seg);
+    match ipv4.and_then(fast_ipv4_tcp) {
+        Some(seg) => Ok(seg),
+        None => decode_sliced(link),
     }
+}
+
+/// Everything but whole, unfragmented IPv4/TCP: with etherparse's lax slicing. Out of line, so
+/// that the common case builds its segment in place.
+#[inline(never)]
+fn decode_sliced(link: LinkPayload<'_>) -> Result<TcpSegment<'_>, Skip> {
     let sliced = match link {
         LinkPayload::Ethernet(frame) => {
             LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?
