@@ -131,7 +131,7 @@ fi
 
 mb() { echo "$1 / 1000000" | bc -l; }
 {
-    echo "Best of $RUNS runs (median in parentheses), warm page cache; MB = 10^6 bytes of pcap file;"
+    echo "Best of $RUNS runs (median in parentheses), page cache as bench/recache.py leaves it; MB = 10^6 bytes of pcap file;"
     echo "wall = process start to exit; CPU = user + system; MB/s and packets/s from the best wall time."
     echo
     echo "| file | bytes | packets | WS connections | wsclose wall s | wsclose MB/s | wsclose packets/s | floor wall s | floor MB/s | wsclose/floor wall | wsclose CPU s | floor CPU s | wsclose/floor CPU | wsclose peak RSS | floor peak RSS | vs truth |"
