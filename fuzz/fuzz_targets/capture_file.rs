@@ -2,11 +2,14 @@
 //! bytes split in two and merged with `MergedReader`.
 //!
 //! Input layout: byte 0 picks the variant (bit 0: gzip-wrap the rest; bits 1-2: read-buffer
-//! capacity; bit 3: also merge), the rest is the capture. Seeds are real captures prefixed with 0x00.
+//! capacity; bit 3: also merge; bit 4: also read in batches), the rest is the capture. Seeds are
+//! real captures prefixed with 0x00.
 //!
 //! Invariants beyond "no panic": an error is returned at most once and the reader is finished after
 //! it; `peek_ts` agrees with the next packet; the buffer never grows past `MAX_BLOCK_LEN`; a packet
-//! never holds more bytes than the input (or `MAX_BLOCK_LEN`).
+//! never holds more bytes than the input (or `MAX_BLOCK_LEN`); reading the records already buffered
+//! in batches (`shared_batch`) gives the same packets, errors, warnings and counters as reading them
+//! one at a time.
 #![no_main]
 
 use std::io::{Cursor, Write};
@@ -57,6 +60,31 @@ fn read_all(mut r: FileReader, input_len: usize) {
     let _ = r.stats();
 }
 
+/// Everything a reader hands out: packets (ts, bytes, original length), errors, warnings, counters.
+type Run = (Vec<(i64, Vec<u8>, u32)>, Vec<String>, Vec<String>, [u64; 3]);
+
+fn read_through(mut r: FileReader, batches: bool) -> Run {
+    let (mut packets, mut errors) = (Vec::new(), Vec::new());
+    for _ in 0..1_000_000 {
+        if batches {
+            let n = r.shared_batch(|p| {
+                assert_eq!(p.buffer.get(p.at..p.at + p.packet.data.len()), Some(p.packet.data));
+                packets.push((p.packet.ts.nanos(), p.packet.data.to_vec(), p.packet.orig_len));
+            });
+            if n > 0 {
+                continue;
+            }
+        }
+        match r.next_packet_shared() {
+            Ok(Some(p)) => packets.push((p.packet.ts.nanos(), p.packet.data.to_vec(), p.packet.orig_len)),
+            Ok(None) => break,
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let st = r.stats();
+    (packets, errors, r.warnings().to_vec(), [st.packets, st.bytes, st.time_backwards])
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
@@ -75,6 +103,15 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(r) = FileReader::from_reader("fuzz", Cursor::new(bytes.clone()), capacity) {
         read_all(r, body.len());
+    }
+    if mode & 16 != 0 {
+        let open = || FileReader::from_reader("fuzz", Cursor::new(bytes.clone()), capacity).ok();
+        if let (Some(a), Some(b)) = (open(), open()) {
+            assert!(
+                read_through(a, false) == read_through(b, true),
+                "batches read something else than single reads"
+            );
+        }
     }
     if mode & 8 != 0 && body.len() > 8 {
         // Two sources merged in time order: the body split at a point given by its last byte.

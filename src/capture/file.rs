@@ -1444,8 +1444,9 @@ impl FileReader {
     /// needs a refill, the file is pcapng or a "modified" pcap, or it is done).
     ///
     /// Why a second way to read: per packet, `next_packet_shared` (its `Result`, the `Head` it
-    /// moves, the checks of `ensure` and `take_head`) cost about 250 instructions, a sixth of all
-    /// of wsclose's work on a large capture; a record already in the buffer needs none of that.
+    /// moves, the checks of `ensure` and `take_head`) cost about 250 instructions, an eighth of
+    /// all of wsclose's instructions on a large capture; a record already in the buffer needs none
+    /// of that.
     /// A record that is not whole, or whose length is over the limit, ends the loop before it, so
     /// the general path gives the warning or the error, with its offset.
     pub fn shared_batch(&mut self, mut each: impl FnMut(SharedPacket<'_>)) -> usize {
