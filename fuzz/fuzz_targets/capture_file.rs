@@ -7,9 +7,9 @@
 //!
 //! Invariants beyond "no panic": an error is returned at most once and the reader is finished after
 //! it; `peek_ts` agrees with the next packet; the buffer never grows past `MAX_BLOCK_LEN`; a packet
-//! never holds more bytes than the input (or `MAX_BLOCK_LEN`); reading the records already buffered
-//! in batches (`shared_batch`) gives the same packets, errors, warnings and counters as reading them
-//! one at a time.
+//! never holds more bytes than the input (or `MAX_BLOCK_LEN`); reading the pcap records and pcapng
+//! EPBs already buffered in batches (`shared_batch`) gives the same packets, errors, warnings and
+//! counters as reading them one at a time.
 #![no_main]
 
 use std::io::{Cursor, Write};

@@ -1039,6 +1039,72 @@ fn next_ng_block(
     }
 }
 
+/// The packet at the front of `rest` for [`FileReader::shared_batch`], if its record is whole and
+/// of the kind nearly every packet of a large capture is: a classic pcap record (16-byte header),
+/// or an Enhanced Packet Block whose lengths agree and whose interface is known. `None` for
+/// anything else (a refill, another block type, a length that is wrong or over the limit, an
+/// unknown interface): the general path then reads it, with the same checks as here and its
+/// warnings and errors.
+fn fast_record(format: &Format, rest: &[u8]) -> Option<Head> {
+    match format {
+        Format::Pcap(p) => {
+            let parsed = if p.variant.big_endian() {
+                parse_pcap_frame_be(rest)
+            } else {
+                parse_pcap_frame(rest)
+            };
+            let (_, frame) = parsed.ok()?;
+            let data_len = frame.data.len();
+            if data_len > MAX_BLOCK_LEN - PCAP_RECORD_HEADER_LEN {
+                return None;
+            }
+            // As in `next_pcap_record`: sec < 2^32 and frac * 1000 < 2^42, no overflow in i64.
+            let ns = i64::from(frame.ts_sec) * 1_000_000_000 + i64::from(frame.ts_usec) * p.frac_ns;
+            Some(Head {
+                ts: Timestamp::from_nanos(ns),
+                precision: p.precision,
+                linktype: p.linktype,
+                data_off: PCAP_RECORD_HEADER_LEN,
+                data_len,
+                orig_len: frame.origlen,
+                block_len: PCAP_RECORD_HEADER_LEN + data_len,
+            })
+        }
+        Format::PcapNg(ng) => {
+            let h = Fields { b: rest, be: ng.be };
+            if h.u32(0)? != BLOCK_EPB {
+                return None;
+            }
+            let blen32 = h.u32(4)?;
+            let blen = blen32 as usize;
+            if blen < 32 || !blen.is_multiple_of(4) || blen > MAX_BLOCK_LEN {
+                return None;
+            }
+            let b = Fields {
+                b: rest.get(..blen)?,
+                be: ng.be,
+            };
+            if b.u32(blen - 4)? != blen32 {
+                return None;
+            }
+            let pkt = packet_block_fields(b, false)?;
+            if pkt.caplen as usize > blen - 32 {
+                return None;
+            }
+            let iface = ng.interfaces.get(usize::try_from(pkt.if_id).ok()?)?;
+            Some(Head {
+                ts: iface.ts.timestamp(pkt.ts_units),
+                precision: iface.precision,
+                linktype: iface.linktype,
+                data_off: PACKET_BLOCK_DATA_OFFSET,
+                data_len: pkt.caplen as usize,
+                orig_len: pkt.orig_len,
+                block_len: blen,
+            })
+        }
+    }
+}
+
 /// Where the packet data starts in an EPB or PB.
 const PACKET_BLOCK_DATA_OFFSET: usize = 28;
 
@@ -1439,70 +1505,55 @@ impl FileReader {
         }))
     }
 
-    /// Hands every packet record already whole in the buffer to `each`, in one tight loop, and
-    /// returns how many it handed out. 0 means: ask [`FileReader::next_packet_shared`] (the buffer
-    /// needs a refill, the file is pcapng or a "modified" pcap, or it is done).
+    /// Hands every packet already whole in the buffer to `each`, in one tight loop, and returns
+    /// how many it handed out. 0 means: ask [`FileReader::next_packet_shared`] (the buffer needs a
+    /// refill, the next block is not an Enhanced Packet Block, the file is a "modified" pcap, or
+    /// it is done).
     ///
     /// Why a second way to read: per packet, `next_packet_shared` (its `Result`, the `Head` it
     /// moves, the checks of `ensure` and `take_head`) cost about 250 instructions, an eighth of
     /// all of wsclose's instructions on a large capture; a record already in the buffer needs none
-    /// of that.
-    /// A record that is not whole, or whose length is over the limit, ends the loop before it, so
-    /// the general path gives the warning or the error, with its offset.
+    /// of that. Whatever is not a plain packet record or EPB, whole and sound, ends the loop
+    /// before it ([`fast_record`]), so the general path reads it, with its warnings and errors.
     pub fn shared_batch(&mut self, mut each: impl FnMut(SharedPacket<'_>)) -> usize {
-        let Format::Pcap(p) = &self.format else {
-            return 0;
-        };
-        let be = match p.variant {
-            PcapVariant::Le => false,
-            PcapVariant::Be => true,
-            PcapVariant::ModifiedLe | PcapVariant::ModifiedBe => return 0,
-        };
-        if self.done || self.head.is_some() {
+        if self.done
+            || self.head.is_some()
+            || matches!(&self.format, Format::Pcap(p) if p.variant.record_header_len() != PCAP_RECORD_HEADER_LEN)
+        {
             return 0;
         }
         self.stream.consume(std::mem::take(&mut self.consume_next));
-        let (precision, linktype, frac_ns) = (p.precision, p.linktype, p.frac_ns);
         let s = &self.stream;
         let buf = &s.buf;
         let end = s.end.min(buf.len());
         let mut at = s.start;
         let mut last_ts = self.last_ts;
         let (mut packets, mut bytes, mut backwards) = (0u64, 0u64, 0u64);
-        while let Some(rest) = buf.get(at..end) {
-            let parsed = if be {
-                parse_pcap_frame_be(rest)
-            } else {
-                parse_pcap_frame(rest)
-            };
-            let Ok((_, frame)) = parsed else {
+        while let Some(h) = buf
+            .get(at..end)
+            .and_then(|rest| fast_record(&self.format, rest))
+        {
+            let Some(data) = buf.get(at + h.data_off..at + h.data_off + h.data_len) else {
                 break;
             };
-            let incl = frame.data.len();
-            if incl > MAX_BLOCK_LEN - PCAP_RECORD_HEADER_LEN {
-                break;
-            }
-            // As in `next_pcap_record`: sec < 2^32 and frac * 1000 < 2^42, no overflow in i64.
-            let ns = i64::from(frame.ts_sec) * 1_000_000_000 + i64::from(frame.ts_usec) * frac_ns;
-            let ts = Timestamp::from_nanos(ns);
-            if last_ts.is_some_and(|prev| ts < prev) {
+            if last_ts.is_some_and(|prev| h.ts < prev) {
                 backwards += 1;
             }
-            last_ts = Some(ts);
+            last_ts = Some(h.ts);
             packets += 1;
-            bytes += incl as u64;
+            bytes += h.data_len as u64;
             each(SharedPacket {
                 packet: Packet {
-                    ts,
-                    precision,
-                    linktype,
-                    data: frame.data,
-                    orig_len: frame.origlen,
+                    ts: h.ts,
+                    precision: h.precision,
+                    linktype: h.linktype,
+                    data,
+                    orig_len: h.orig_len,
                 },
                 buffer: buf,
-                at: at + PCAP_RECORD_HEADER_LEN,
+                at: at + h.data_off,
             });
-            at += PCAP_RECORD_HEADER_LEN + incl;
+            at += h.block_len;
         }
         let consumed = at - self.stream.start;
         self.stream.consume(consumed);
@@ -2987,26 +3038,56 @@ mod tests {
 
     proptest::proptest! {
         /// Reading records in batches out of the buffer gives exactly what reading them one at a
-        /// time gives: the same packets, errors (with their offsets), warnings and counters, in
-        /// both byte orders and precisions, with buffers small enough to refill between records,
-        /// times that go backwards, a record longer than the limit and a file cut short.
+        /// time gives: the same packets, errors (with their offsets), warnings and counters, for
+        /// pcap and pcapng, in both byte orders and precisions, with buffers small enough to
+        /// refill between records, times that go backwards, a record longer than the limit, a
+        /// file cut short, and pcapng blocks that the batch leaves to the general path (packets of
+        /// an interface not described yet, PBs, SPBs, an interface added midway, an EPB whose two
+        /// lengths disagree).
         #[test]
         fn batches_read_what_single_reads_read(
             be: bool,
             nanos: bool,
-            records in proptest::collection::vec((0u32..4, 0u32..1_000_000, 0usize..700), 0..60),
+            pcapng: bool,
+            records in proptest::collection::vec((0u32..4, 0u32..1_000_000, 0usize..700, 0u8..12), 0..60),
             oversized_at in proptest::option::of(0usize..60),
             cut in proptest::option::of(1usize..40),
             capacity in 32usize..4096,
         ) {
-            let magic = if nanos { PCAP_NSEC } else { PCAP_USEC };
-            let mut w = W::pcap_header(be, magic, linktype::ETHERNET);
-            for (i, &(sec, frac, len)) in records.iter().enumerate() {
-                if oversized_at == Some(i) {
-                    w.u32(sec).u32(frac).u32(MAX_BLOCK_LEN as u32).u32(9);
-                }
+            let mut w = if pcapng {
+                let mut w = W::new(be);
+                w.shb().idb(linktype::ETHERNET as u16, 0, nanos.then_some(9), None);
+                w
+            } else {
+                W::pcap_header(be, if nanos { PCAP_NSEC } else { PCAP_USEC }, linktype::ETHERNET)
+            };
+            for (i, &(sec, frac, len, kind)) in records.iter().enumerate() {
                 let data: Vec<u8> = (0..len).map(|b| (b + i) as u8).collect();
-                w.pcap_record(1_700_000_000 + sec, frac, &data, len as u32 + 4);
+                let ts = u64::from(1_700_000_000 + sec) * 1_000_000 + u64::from(frac);
+                if oversized_at == Some(i) {
+                    if pcapng {
+                        w.u32(BLOCK_EPB).u32(MAX_BLOCK_LEN as u32 + 4);
+                    } else {
+                        w.u32(sec).u32(frac).u32(MAX_BLOCK_LEN as u32).u32(9);
+                    }
+                }
+                match kind {
+                    // Blocks the batch leaves to the general path: another interface (unknown
+                    // until a second IDB comes), an obsolete PB, an SPB, a new interface.
+                    0 if pcapng => w.epb(1, ts, &data, len as u32 + 4),
+                    1 if pcapng => w.pb(0, ts, &data, len as u32 + 4),
+                    2 if pcapng => w.spb(&data, len as u32),
+                    3 if pcapng => w.idb(linktype::ETHERNET as u16, 64, Some(6), Some(5)),
+                    // An EPB whose trailing length disagrees with its header: an error.
+                    4 if pcapng && i % 5 == 0 => {
+                        w.epb(0, ts, &data, len as u32 + 4);
+                        let n = w.out.len();
+                        w.out[n - 4] ^= 0x80;
+                        &mut w
+                    }
+                    _ if pcapng => w.epb(0, ts, &data, len as u32 + 4),
+                    _ => w.pcap_record(1_700_000_000 + sec, frac, &data, len as u32 + 4),
+                };
             }
             let mut bytes = w.out;
             if let Some(cut) = cut {
