@@ -987,15 +987,7 @@ fn next_ng_block(
             let Some(iface) = lookup_interface(s, ng, pkt.if_id) else {
                 return Ok(Step::SkipPacket(blen));
             };
-            *out = Some(Head {
-                ts: iface.ts.timestamp(pkt.ts_units),
-                precision: iface.precision,
-                linktype: iface.linktype,
-                data_off: PACKET_BLOCK_DATA_OFFSET,
-                data_len: pkt.caplen as usize,
-                orig_len: pkt.orig_len,
-                block_len: blen,
-            });
+            *out = Some(pkt.head(&iface, blen));
             Ok(Step::Packet)
         }
         BLOCK_SPB => {
@@ -1092,15 +1084,7 @@ fn fast_record(format: &Format, rest: &[u8]) -> Option<Head> {
                 return None;
             }
             let iface = ng.interfaces.get(usize::try_from(pkt.if_id).ok()?)?;
-            Some(Head {
-                ts: iface.ts.timestamp(pkt.ts_units),
-                precision: iface.precision,
-                linktype: iface.linktype,
-                data_off: PACKET_BLOCK_DATA_OFFSET,
-                data_len: pkt.caplen as usize,
-                orig_len: pkt.orig_len,
-                block_len: blen,
-            })
+            Some(pkt.head(iface, blen))
         }
     }
 }
@@ -1117,6 +1101,22 @@ struct PacketBlockFields {
     /// Captured length (not yet checked against the block length).
     caplen: u32,
     orig_len: u32,
+}
+
+impl PacketBlockFields {
+    /// The packet of this block (`blen` bytes long, its captured length checked against that),
+    /// captured on `iface`.
+    fn head(self, iface: &Interface, blen: usize) -> Head {
+        Head {
+            ts: iface.ts.timestamp(self.ts_units),
+            precision: iface.precision,
+            linktype: iface.linktype,
+            data_off: PACKET_BLOCK_DATA_OFFSET,
+            data_len: self.caplen as usize,
+            orig_len: self.orig_len,
+            block_len: blen,
+        }
+    }
 }
 
 /// Reads the fixed fields of a buffered Enhanced Packet Block, or of an obsolete Packet Block
