@@ -13,8 +13,8 @@ pub enum LinkPayload<'a> {
     Ip(&'a [u8]),
 }
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub(super) const ETHERTYPE_IPV4: u16 = 0x0800;
+pub(super) const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// Removes the link-layer header of `linktype`.
 pub fn strip(linktype: u32, data: &[u8]) -> Result<LinkPayload<'_>, Skip> {
