@@ -232,25 +232,17 @@ fn fast_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
         return None;
     }
     let tcp_bytes = ip.get(header_len..total)?;
-    let tcp = TcpHeaderSlice::from_slice(tcp_bytes).ok()?;
-    let payload = tcp_bytes.get(usize::from(tcp.data_offset()) * 4..)?;
-    Some(TcpSegment {
-        src: Endpoint::v4(h.source_addr(), tcp.source_port()),
-        dst: Endpoint::v4(h.destination_addr(), tcp.destination_port()),
-        seq: tcp.sequence_number(),
-        ack: tcp.acknowledgment_number(),
-        flags: TcpFlags {
-            syn: tcp.syn(),
-            ack: tcp.ack(),
-            fin: tcp.fin(),
-            rst: tcp.rst(),
+    whole_segment(
+        tcp_bytes,
+        |sp, dp| {
+            (
+                Endpoint::v4(h.source_addr(), sp),
+                Endpoint::v4(h.destination_addr(), dp),
+            )
         },
-        window: tcp.window_size(),
-        payload,
-        wire_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
-        ttl: h.ttl(),
-        ip_id: Some(h.identification()),
-    })
+        h.ttl(),
+        Some(h.identification()),
+    )
 }
 
 /// An IPv6/TCP packet with no extension header, whole (its payload length, not 0, fits in what
@@ -262,11 +254,34 @@ fn fast_ipv6_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
         return None;
     }
     let tcp_bytes = ip.get(40..40 + len)?;
+    whole_segment(
+        tcp_bytes,
+        |sp, dp| {
+            (
+                Endpoint::v6(h.source_addr(), sp),
+                Endpoint::v6(h.destination_addr(), dp),
+            )
+        },
+        h.hop_limit(),
+        None,
+    )
+}
+
+/// The TCP segment in `tcp_bytes`, the whole payload of an IP packet (so its wire length is what
+/// was captured); `endpoints` makes the two endpoints from the source and destination ports.
+#[inline(always)]
+fn whole_segment(
+    tcp_bytes: &[u8],
+    endpoints: impl FnOnce(u16, u16) -> (Endpoint, Endpoint),
+    ttl: u8,
+    ip_id: Option<u16>,
+) -> Option<TcpSegment<'_>> {
     let tcp = TcpHeaderSlice::from_slice(tcp_bytes).ok()?;
     let payload = tcp_bytes.get(usize::from(tcp.data_offset()) * 4..)?;
+    let (src, dst) = endpoints(tcp.source_port(), tcp.destination_port());
     Some(TcpSegment {
-        src: Endpoint::v6(h.source_addr(), tcp.source_port()),
-        dst: Endpoint::v6(h.destination_addr(), tcp.destination_port()),
+        src,
+        dst,
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
         flags: TcpFlags {
@@ -278,8 +293,8 @@ fn fast_ipv6_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
         window: tcp.window_size(),
         payload,
         wire_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
-        ttl: h.hop_limit(),
-        ip_id: None,
+        ttl,
+        ip_id,
     })
 }
 
