@@ -149,12 +149,12 @@ impl PacketSink for Dispatcher {
             self.local.ingest(packet);
             return;
         }
-        let Some(unit) = self.router.route(packet, self.units) else {
+        let Some((unit, seg)) = self.router.route(packet, self.units) else {
             return;
         };
         let index = self.router.packets_seen();
         let Some(unit) = unit.checked_sub(1) else {
-            self.local.ingest_routed(packet, index);
+            self.local.track_routed(&seg, packet, index);
             return;
         };
         let shard = unit as usize % self.queues.len().max(1);
@@ -241,10 +241,7 @@ pub fn analyse_in_parallel<R>(
     let cap = config
         .max_flows
         .min(usize::try_from(config.max_failed_attempts).unwrap_or(usize::MAX));
-    let mut analyzers = u32::try_from(analyzers).unwrap_or(u32::MAX);
-    while analyzers > 0 && (analyzers * UNITS_PER_ANALYZER) as usize > cap {
-        analyzers -= 1;
-    }
+    let analyzers = u32::try_from(analyzers.min(cap / UNITS_PER_ANALYZER as usize)).unwrap_or(0);
     let units = (analyzers * UNITS_PER_ANALYZER).max(1);
     let share = |index: u32, of_units: u32| Config {
         shard: Some(Shard {

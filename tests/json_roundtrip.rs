@@ -218,7 +218,7 @@ fn shards_merge_into_the_single_analysis() {
         .map(|index| Analyzer::new(config(Some(Shard { index, count: 3 }))))
         .collect();
     for p in &packets() {
-        if let Some(shard) = router.route(&packet(p), 3) {
+        if let Some((shard, _)) = router.route(&packet(p), 3) {
             shards[shard as usize].ingest_routed(&packet(p), router.packets_seen());
         }
     }

@@ -283,6 +283,17 @@ fn feed_frames(
     }
 }
 
+/// Times for `n` packets, a millisecond apart plus `gaps[i]` seconds before packet `i`.
+fn times_of(n: usize, gaps: &[i64]) -> Vec<Timestamp> {
+    let mut secs = 1_700_000_000;
+    (0..n)
+        .map(|i| {
+            secs += gaps.get(i).copied().unwrap_or(0);
+            Timestamp::from_parts(secs, i as u32 * 1000)
+        })
+        .collect()
+}
+
 /// The report as JSON, for comparing two analyses.
 fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
     serde_json::to_string(&common::report_of(analysis, "mem", true)).unwrap()
@@ -302,9 +313,7 @@ proptest! {
     ) {
         use wsclose::parallel::{self, PacketSink};
         let packets = interleave(&sessions, &order, &junk, false);
-        let times: Vec<Timestamp> = (0..packets.len())
-            .map(|i| Timestamp::from_parts(1_700_000_000, i as u32 * 1000))
-            .collect();
+        let times = times_of(packets.len(), &[]);
         let feed = |sink: &mut dyn PacketSink| feed_frames(sink, &packets, &times);
         let config = Config { keep_non_websocket: true, ..Config::default() };
         let mut single = Analyzer::new(config.clone());
@@ -314,10 +323,6 @@ proptest! {
         prop_assert!(!split.capped);
         prop_assert_eq!(report_json(&split), report_json(&single));
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Finished connections spilled to disk (and read back when a late packet of theirs comes, or
     /// when their 4-tuple is reused) give the report of connections kept in memory, on one
@@ -335,13 +340,7 @@ proptest! {
     ) {
         use wsclose::parallel::{self, PacketSink};
         let packets = interleave(&sessions, &order, &junk, late);
-        let mut secs = 1_700_000_000;
-        let times: Vec<Timestamp> = (0..packets.len())
-            .map(|i| {
-                secs += gaps.get(i).copied().unwrap_or(0);
-                Timestamp::from_parts(secs, i as u32 * 1000)
-            })
-            .collect();
+        let times = times_of(packets.len(), &gaps);
         let feed = |sink: &mut dyn PacketSink| feed_frames(sink, &packets, &times);
         let memory = Config { keep_non_websocket: all, ..Config::default() };
         let spill = Config { spill: true, ..memory.clone() };

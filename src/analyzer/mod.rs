@@ -374,12 +374,13 @@ impl Analyzer {
 
     /// Several cores, reading side: counts `packet` as [`Analyzer::ingest`] would (what is not per
     /// flow: packets, bytes, times, skipped packets) and says which of `count` analyzers its flow
-    /// belongs to, `None` for a packet that is no TCP segment (counted as skipped).
-    pub fn route(&mut self, packet: &Packet<'_>, count: u32) -> Option<u32> {
+    /// belongs to, with its decoded segment; `None` for a packet that is no TCP segment (counted
+    /// as skipped).
+    pub fn route<'p>(&mut self, packet: &Packet<'p>, count: u32) -> Option<(u32, TcpSegment<'p>)> {
         self.packet_index += 1;
         self.count(packet);
         match decode::decode(packet.linktype, packet.data) {
-            Ok(seg) => Some(Shard::of(&flow_key(seg.src, seg.dst), count)),
+            Ok(seg) => Some((Shard::of(&flow_key(seg.src, seg.dst), count), seg)),
             Err(skip) => {
                 self.skipped(skip);
                 None
@@ -395,10 +396,15 @@ impl Analyzer {
     /// Several cores, analysing side: a packet that [`Analyzer::route`] gave this analyzer (the
     /// shard set in its [`Config`]); `index` is its position among all packets, from 1.
     pub fn ingest_routed(&mut self, packet: &Packet<'_>, index: u64) {
-        self.packet_index = index;
         if let Ok(seg) = decode::decode(packet.linktype, packet.data) {
-            self.track(&seg, packet);
+            self.track_routed(&seg, packet, index);
         }
+    }
+
+    /// [`Analyzer::ingest_routed`] for a segment already decoded by the router (on its thread).
+    pub fn track_routed(&mut self, seg: &TcpSegment<'_>, packet: &Packet<'_>, index: u64) {
+        self.packet_index = index;
+        self.track(seg, packet);
         if self.sweeping && packet.ts >= self.next_sweep {
             self.tick(packet.ts);
         }

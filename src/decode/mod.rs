@@ -232,14 +232,12 @@ fn fast_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
         return None;
     }
     let tcp_bytes = ip.get(header_len..total)?;
+    let (src, dst) = (h.source_addr(), h.destination_addr());
     whole_segment(
         tcp_bytes,
-        |sp, dp| {
-            (
-                Endpoint::v4(h.source_addr(), sp),
-                Endpoint::v4(h.destination_addr(), dp),
-            )
-        },
+        Endpoint::v4,
+        src,
+        dst,
         h.ttl(),
         Some(h.identification()),
     )
@@ -254,34 +252,26 @@ fn fast_ipv6_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
         return None;
     }
     let tcp_bytes = ip.get(40..40 + len)?;
-    whole_segment(
-        tcp_bytes,
-        |sp, dp| {
-            (
-                Endpoint::v6(h.source_addr(), sp),
-                Endpoint::v6(h.destination_addr(), dp),
-            )
-        },
-        h.hop_limit(),
-        None,
-    )
+    let (src, dst) = (h.source_addr(), h.destination_addr());
+    whole_segment(tcp_bytes, Endpoint::v6, src, dst, h.hop_limit(), None)
 }
 
-/// The TCP segment in `tcp_bytes`, the whole payload of an IP packet (so its wire length is what
-/// was captured); `endpoints` makes the two endpoints from the source and destination ports.
+/// The TCP segment in `tcp_bytes`, the whole payload of an IP packet from `src` to `dst` (so its
+/// wire length is what was captured); `endpoint` pairs an address of that IP version with a port.
 #[inline(always)]
-fn whole_segment(
+fn whole_segment<A>(
     tcp_bytes: &[u8],
-    endpoints: impl FnOnce(u16, u16) -> (Endpoint, Endpoint),
+    endpoint: fn(A, u16) -> Endpoint,
+    src: A,
+    dst: A,
     ttl: u8,
     ip_id: Option<u16>,
 ) -> Option<TcpSegment<'_>> {
     let tcp = TcpHeaderSlice::from_slice(tcp_bytes).ok()?;
     let payload = tcp_bytes.get(usize::from(tcp.data_offset()) * 4..)?;
-    let (src, dst) = endpoints(tcp.source_port(), tcp.destination_port());
     Some(TcpSegment {
-        src,
-        dst,
+        src: endpoint(src, tcp.source_port()),
+        dst: endpoint(dst, tcp.destination_port()),
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
         flags: TcpFlags {
