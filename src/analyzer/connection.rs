@@ -194,6 +194,20 @@ thread_local! {
     static EVENTS: std::cell::Cell<Vec<StreamEvent>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the fast lane of [`Connection::on_segment`] off, to check that it changes nothing.
+    pub(crate) static FAST_LANE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[inline(always)]
+fn fast_lane_on() -> bool {
+    #[cfg(test)]
+    return FAST_LANE.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    true
+}
+
 /// Decoding state, alive only while the connection is.
 struct Live {
     reassembly: [Reassembler; 2],
@@ -519,7 +533,21 @@ impl Connection {
             seg.seq
         };
         if let Some(mut live) = self.live.take() {
-            if seg.wire_len > 0 && !seg.flags.rst {
+            if fast_lane_on()
+                && seg.wire_len > 0
+                && !seg.flags.rst
+                && !seg.flags.syn
+                && seg.payload.len() == seg.wire_len as usize
+                && live.over_tls[side] == Some(false)
+                && live.decoders[side].is_inside_data_payload(u64::from(seg.wire_len))
+                && live.reassembly[side].is_next(seg.seq)
+            {
+                // The middle of a data frame's payload, in order (a third of all packets): what
+                // a feed would do, without its bookkeeping.
+                live.reassembly[side].pass(seg.wire_len);
+                live.decoders[side].skip_payload(u64::from(seg.wire_len));
+                self.dirs[side].last_activity = Some(ts);
+            } else if seg.wire_len > 0 && !seg.flags.rst {
                 let before = live.reassembly[side].stats.retransmitted;
                 self.feed(&mut live, side, ts, |r, out| {
                     r.segment(data_seq, seg.payload, seg.wire_len, out)

@@ -756,6 +756,13 @@ impl Analyzer {
     }
 }
 
+/// The capture generator of `examples/gen_capture`, for the tests (declared here: a path in the
+/// `tests` module would go through a `tests` directory that does not exist).
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../examples/gen_capture/gen.rs"]
+mod capgen;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,6 +800,63 @@ mod tests {
             analyzer.ingest(&p);
         }
         (analyzer.spilled(), analyzer.finish())
+    }
+
+    /// Every connection's facts, as the spill file would keep them, and the report.
+    fn facts(analysis: &Analysis) -> Vec<String> {
+        let mut all: Vec<String> = (0..analysis.len())
+            .map(|i| serde_json::to_string(&*analysis.connection(i).unwrap()).unwrap())
+            .collect();
+        all.push(report(analysis));
+        all
+    }
+
+    fn analyse_file(path: &std::path::Path) -> Analysis {
+        let mut reader = MergedReader::open(&[path.to_path_buf()]).unwrap();
+        let mut analyzer = Analyzer::new(Config {
+            keep_non_websocket: true,
+            record_events: true,
+            ..Config::default()
+        });
+        while let Ok(Some(p)) = reader.next_packet() {
+            analyzer.ingest(&p);
+        }
+        analyzer.finish()
+    }
+
+    #[test]
+    fn the_fast_lane_finds_what_the_general_path_finds() {
+        // The recorded fixtures (handshakes, TLS, reordering, snaplen cuts, proxies) and generated
+        // traffic (retransmissions, out-of-order segments, 64 KiB messages over many segments).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let generated = dir.path().join("generated.pcap");
+        let mut cfg = super::capgen::Config::new(7, 120);
+        cfg.concurrency = 30;
+        super::capgen::generate(
+            &cfg,
+            std::fs::File::create(&generated).unwrap(),
+            std::io::sink(),
+        )
+        .unwrap();
+        let mut captures: Vec<_> = std::fs::read_dir(root.join("fixtures"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+            .collect();
+        captures.sort();
+        assert!(captures.len() >= 10, "{captures:?}");
+        captures.push(generated);
+        for path in &captures {
+            connection::FAST_LANE.with(|f| f.set(false));
+            let want = facts(&analyse_file(path));
+            connection::FAST_LANE.with(|f| f.set(true));
+            let got = facts(&analyse_file(path));
+            assert_eq!(got.len(), want.len(), "{}", path.display());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g, w, "{}", path.display());
+            }
+        }
     }
 
     #[test]

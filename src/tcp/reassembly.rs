@@ -142,6 +142,19 @@ impl Reassembler {
         self.drain(out);
     }
 
+    /// Whether a segment starting at `seq` is the next of the stream with nothing held behind a
+    /// hole: its bytes would be handed on at once, and [`Reassembler::pass`] can take them instead.
+    pub fn is_next(&self, seq: u32) -> bool {
+        self.pending.is_empty() && self.next_seq == Some(seq)
+    }
+
+    /// Takes the `len` in-order bytes of a segment [`Reassembler::is_next`] accepted without handing
+    /// them on: the consumer knows it would skip them (the middle of a WebSocket payload).
+    pub fn pass(&mut self, len: u32) {
+        self.next_offset += u64::from(len);
+        self.next_seq = self.next_seq.map(|s| s.wrapping_add(len));
+    }
+
     /// Whether segments are held waiting for a hole to fill (only then can an ACK move anything).
     pub fn holds_segments(&self) -> bool {
         !self.pending.is_empty()

@@ -121,6 +121,21 @@ impl StreamDecoder {
         }
     }
 
+    /// Whether the next `len` bytes lie inside the payload of the data frame being read, short of
+    /// its end: [`StreamDecoder::skip_payload`] then does what [`StreamDecoder::feed`] would, without
+    /// looking at them.
+    pub fn is_inside_data_payload(&self, len: u64) -> bool {
+        matches!(self.mode, Mode::Frames)
+            && self.header_have == 0
+            && self.current.remaining > len
+            && self.current.header.is_some_and(|h| !h.opcode.is_control())
+    }
+
+    pub fn skip_payload(&mut self, len: u64) {
+        self.current.remaining -= len;
+        self.current.consumed += len;
+    }
+
     pub fn in_frames(&self) -> bool {
         matches!(self.mode, Mode::Frames | Mode::Resync { .. })
     }
