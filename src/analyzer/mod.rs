@@ -759,7 +759,6 @@ impl Analyzer {
 /// The capture generator of `examples/gen_capture`, for the tests (declared here: a path in the
 /// `tests` module would go through a `tests` directory that does not exist).
 #[cfg(test)]
-#[allow(dead_code)]
 #[path = "../../examples/gen_capture/gen.rs"]
 mod capgen;
 
