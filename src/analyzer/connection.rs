@@ -612,7 +612,17 @@ impl Connection {
         self.log.get_or_insert_with(Default::default);
     }
 
+    /// Records an event for the timeline or the live notices, when either is kept: nearly always
+    /// neither is, and then the event is not even built.
+    #[inline(always)]
     fn record(&mut self, at: Timestamp, side: Side, kind: EventKind) {
+        if self.notices.is_some() || self.log.is_some() {
+            self.keep_event(at, side, kind);
+        }
+    }
+
+    #[inline(never)]
+    fn keep_event(&mut self, at: Timestamp, side: Side, kind: EventKind) {
         if let Some(notices) = &mut self.notices {
             let notice = match &kind {
                 EventKind::Response { status: 101 } => Some(NoticeKind::Upgraded),
