@@ -1,12 +1,12 @@
 //! The header-walk floor: the least work any pcap analyser must do, to compare wsclose's speed with.
 //!
-//! Reads a classic pcap file with large sequential reads into one 4 MiB buffer (no per-packet
-//! allocation), walks the Ethernet (VLAN tags skipped) / IPv4 or IPv6 / TCP headers of every record by
+//! Reads a classic pcap or a pcapng file with large sequential reads into one 4 MiB buffer (no
+//! per-packet allocation), walks the Ethernet (VLAN tags skipped) / IPv4 or IPv6 / TCP headers of every record by
 //! hand, and counts packets per TCP flow (4-tuple, direction-independent) in an `FxHashMap`. No
 //! reassembly, no WebSocket.
 //!
 //! ```text
-//! cargo run --release --example floor -- FILE.pcap
+//! cargo run --release --example floor -- FILE.pcap   # or FILE.pcapng
 //! ```
 //!
 //! Prints `packets=… tcp=… flows=… bytes=… elapsed_s=… mb_per_s=…` (MB = 10^6 bytes of file).
@@ -33,7 +33,10 @@ fn endpoint_v6(ip: &[u8], port: u16) -> u64 {
         | 1 << 63
 }
 
-/// The flow of an Ethernet (LINKTYPE 1) or raw IP (101) packet, if it is TCP.
+/// The flow of a packet, if it is TCP: Ethernet (LINKTYPE 1), raw IP (101, 228, 229), Linux cooked
+/// (113 for `tcpdump -i any`, 276 for SLL2) or BSD loopback (0, 108). The IP version is read from
+/// the IP header itself, whatever the link layer says.
+#[inline(always)]
 fn flow_of(linktype: u32, pkt: &[u8]) -> Option<u128> {
     let ip = match linktype {
         1 => {
@@ -46,6 +49,9 @@ fn flow_of(linktype: u32, pkt: &[u8]) -> Option<u128> {
             pkt.get(off + 2..)?
         }
         101 | 228 | 229 => pkt,
+        113 => pkt.get(16..)?,
+        276 => pkt.get(20..)?,
+        0 | 108 => pkt.get(4..)?,
         _ => return None,
     };
     let (a, b) = match ip.first()? >> 4 {
@@ -78,91 +84,200 @@ fn flow_of(linktype: u32, pkt: &[u8]) -> Option<u128> {
     Some(u128::from(lo) << 64 | u128::from(hi))
 }
 
-/// Reads until `buf` is full or the file ends.
-fn fill(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+/// The file, read in large sequential chunks into one buffer that never grows.
+struct Reader {
+    file: File,
+    buf: Vec<u8>,
+    have: usize,
+    pos: usize,
+    file_bytes: u64,
 }
 
-fn main() -> io::Result<()> {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: floor FILE.pcap");
-        std::process::exit(2);
-    };
-    let start = Instant::now();
-    let mut f = File::open(&path)?;
-    let mut buf = vec![0u8; BUF];
-    let mut have = fill(&mut f, &mut buf)?;
-    if have < 24 {
-        return Err(io::Error::other("not a pcap file: shorter than its header"));
-    }
-    let magic = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let be = match magic {
-        0xa1b2_c3d4 | 0xa1b2_3c4d => false,
-        0xd4c3_b2a1 | 0x4d3c_b2a1 => true,
-        _ => {
-            return Err(io::Error::other(
-                "not a classic pcap file (pcapng is not walked by the floor)",
-            ));
+impl Reader {
+    /// Makes `n` bytes available at `pos`, moving what is left to the front and refilling behind
+    /// it when needed; `false` at the end of the file.
+    fn ensure(&mut self, n: usize) -> io::Result<bool> {
+        if self.have - self.pos >= n {
+            return Ok(true);
         }
-    };
-    let u32_at = |b: &[u8], i: usize| {
-        let w = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        if n > self.buf.len() {
+            return Err(io::Error::other(format!(
+                "record of {n} bytes is larger than the buffer"
+            )));
+        }
+        self.buf.copy_within(self.pos..self.have, 0);
+        self.have -= self.pos;
+        self.pos = 0;
+        while self.have < n {
+            match self.file.read(&mut self.buf[self.have..]) {
+                Ok(0) => return Ok(false),
+                Ok(k) => {
+                    self.have += k;
+                    self.file_bytes += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    fn u32_at(&self, at: usize, be: bool) -> u32 {
+        let b = &self.buf[self.pos + at..self.pos + at + 4];
+        let w = [b[0], b[1], b[2], b[3]];
         if be {
             u32::from_be_bytes(w)
         } else {
             u32::from_le_bytes(w)
         }
-    };
-    let linktype = u32_at(&buf, 20) & 0x0fff_ffff;
-    let mut pos = 24;
-    let mut file_bytes = have as u64;
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    packets: u64,
+    tcp: u64,
+    flows: FxHashMap<u128, u64>,
+}
+
+impl Counts {
+    fn packet(&mut self, linktype: u32, pkt: &[u8]) {
+        self.packets += 1;
+        if let Some(key) = flow_of(linktype, pkt) {
+            self.tcp += 1;
+            *self.flows.entry(key).or_insert(0) += 1;
+        }
+    }
+}
+
+fn u32_in(b: &[u8], at: usize, be: bool) -> u32 {
+    let w = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    if be {
+        u32::from_be_bytes(w)
+    } else {
+        u32::from_le_bytes(w)
+    }
+}
+
+/// Classic pcap: a 24-byte header, then 16-byte record headers each followed by its packet. One
+/// copy per byte order, so that the loop does not test it at every record.
+fn walk_pcap<const BE: bool>(r: &mut Reader, counts: &mut Counts) -> io::Result<()> {
+    let be = BE;
+    let linktype = r.u32_at(20, be) & 0x0fff_ffff;
+    r.pos = 24;
+    // Counted in locals: through `counts`, every packet stored them back (10 instructions).
     let (mut packets, mut tcp) = (0u64, 0u64);
-    let mut flows: FxHashMap<u128, u64> = FxHashMap::default();
+    let flows = &mut counts.flows;
     loop {
-        if have - pos < 16 || have - pos < 16 + u32_at(&buf, pos + 8) as usize {
-            // Move the partial record to the front and refill behind it.
-            buf.copy_within(pos..have, 0);
-            have -= pos;
-            pos = 0;
-            let n = fill(&mut f, &mut buf[have..])?;
-            file_bytes += n as u64;
-            have += n;
-            if have < 16 {
+        // Every whole record in the buffer, then a refill for the next one.
+        let buf = &r.buf[..r.have];
+        let mut pos = r.pos;
+        while buf.len() - pos >= 16 {
+            let incl = u32_in(buf, pos + 8, be) as usize;
+            if buf.len() - pos - 16 < incl {
                 break;
             }
-            let incl = u32_at(&buf, 8) as usize;
-            if 16 + incl > BUF {
-                return Err(io::Error::other(format!(
-                    "record of {incl} bytes is larger than the buffer"
-                )));
+            packets += 1;
+            if let Some(key) = flow_of(linktype, &buf[pos + 16..pos + 16 + incl]) {
+                tcp += 1;
+                *flows.entry(key).or_insert(0) += 1;
             }
-            if have < 16 + incl {
-                break; // truncated last record
+            pos += 16 + incl;
+        }
+        r.pos = pos;
+        if !r.ensure(16)? || !r.ensure(16 + r.u32_at(8, be) as usize)? {
+            // The end, or a truncated last record.
+            counts.packets += packets;
+            counts.tcp += tcp;
+            return Ok(());
+        }
+    }
+}
+
+/// pcapng: blocks of (type, total length, body, total length). Interface descriptions give each
+/// interface's link type; enhanced and simple packet blocks carry the packets; the rest is skipped.
+fn walk_pcapng(r: &mut Reader, counts: &mut Counts) -> io::Result<()> {
+    let mut be = false;
+    let mut linktypes: Vec<u32> = Vec::new();
+    loop {
+        let buf = &r.buf[..r.have];
+        let mut pos = r.pos;
+        while buf.len() - pos >= 12 {
+            let block = &buf[pos..];
+            let block_type = u32_in(block, 0, be);
+            if block_type == 0x0A0D_0D0A {
+                // A section header: its byte-order magic says how the section is written.
+                be = u32_in(block, 8, false) != 0x1A2B_3C4D;
+                linktypes.clear();
             }
+            let len = u32_in(block, 4, be) as usize;
+            if len < 12 {
+                return Ok(()); // damaged: stop here
+            }
+            if block.len() < len {
+                break;
+            }
+            match block_type {
+                6 if len >= 32 => {
+                    let (interface, caplen) = (u32_in(block, 8, be), u32_in(block, 20, be));
+                    if let Some(&lt) = linktypes.get(interface as usize)
+                        && 28 + caplen as usize <= len
+                    {
+                        counts.packet(lt, &block[28..28 + caplen as usize]);
+                    }
+                }
+                1 if len >= 20 => {
+                    let lt = u32_in(block, 8, be);
+                    linktypes.push(if be { lt >> 16 } else { lt & 0xffff });
+                }
+                3 if len >= 16 => {
+                    let caplen = (u32_in(block, 8, be) as usize).min(len - 16);
+                    if let Some(&lt) = linktypes.first() {
+                        counts.packet(lt, &block[12..12 + caplen]);
+                    }
+                }
+                _ => {}
+            }
+            pos += len;
         }
-        let incl = u32_at(&buf, pos + 8) as usize;
-        let pkt = &buf[pos + 16..pos + 16 + incl];
-        packets += 1;
-        if let Some(key) = flow_of(linktype, pkt) {
-            tcp += 1;
-            *flows.entry(key).or_insert(0) += 1;
+        r.pos = pos;
+        if !r.ensure(12)? || !r.ensure((r.u32_at(4, be) as usize).max(12))? {
+            return Ok(()); // the end, or a truncated last block
         }
-        pos += 16 + incl;
+    }
+}
+
+fn main() -> io::Result<()> {
+    let Some(path) = std::env::args().nth(1) else {
+        eprintln!("usage: floor FILE.pcap|FILE.pcapng");
+        std::process::exit(2);
+    };
+    let start = Instant::now();
+    let mut r = Reader {
+        file: File::open(&path)?,
+        buf: vec![0u8; BUF],
+        have: 0,
+        pos: 0,
+        file_bytes: 0,
+    };
+    if !r.ensure(24)? {
+        return Err(io::Error::other("not a capture file: shorter than a header"));
+    }
+    let mut counts = Counts::default();
+    match r.u32_at(0, false) {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => walk_pcap::<false>(&mut r, &mut counts)?,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => walk_pcap::<true>(&mut r, &mut counts)?,
+        0x0A0D_0D0A => walk_pcapng(&mut r, &mut counts)?,
+        _ => return Err(io::Error::other("neither a pcap nor a pcapng file")),
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "packets={packets} tcp={tcp} flows={} bytes={file_bytes} elapsed_s={secs:.3} mb_per_s={:.0}",
-        flows.len(),
-        file_bytes as f64 / 1e6 / secs
+        "packets={} tcp={} flows={} bytes={} elapsed_s={secs:.3} mb_per_s={:.0}",
+        counts.packets,
+        counts.tcp,
+        counts.flows.len(),
+        r.file_bytes,
+        r.file_bytes as f64 / 1e6 / secs
     );
     Ok(())
 }
