@@ -24,10 +24,8 @@ BENCH_DIR=${BENCH_DIR:-target/bench}
 RUNS=${RUNS:-3}
 mkdir -p "$BENCH_DIR"
 
-if [[ ! -x /usr/bin/time ]]; then
-    echo "installing GNU time (apt) for peak RSS" >&2
-    apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 cargo build --release --bin wsclose --example gen_capture --example floor >&2
 WSCLOSE=target/release/wsclose
@@ -46,24 +44,6 @@ for spec in "${SIZES[@]}"; do
             2> >(tee "$pcap.gen.log" >&2)
     fi
 done
-
-# run LABEL CMD... : one timed run; appends "wall_s rss_kib cpu_s" to $BENCH_DIR/LABEL.runs
-run() {
-    local label=$1
-    shift
-    local wall cpu rss
-    read -r wall cpu < <(python3 bench/measure.py /usr/bin/time -f '%M' -o "$BENCH_DIR/$label.rss" "$@")
-    rss=$(cat "$BENCH_DIR/$label.rss")
-    echo "$wall $rss $cpu" >>"$BENCH_DIR/$label.runs"
-}
-
-# median of column COL (1: wall s, 3: cpu s) and max RSS (KiB) of LABEL's runs
-median() {
-    awk -v c="${2:-1}" '{print $c}' "$BENCH_DIR/$1.runs" | sort -n |
-        awk '{t[NR]=$1} END {printf "%.3f", (NR%2) ? t[(NR+1)/2] : (t[NR/2]+t[NR/2+1])/2}'
-}
-best() { awk -v c="${2:-1}" 'NR==1 || $c<m {m=$c} END {printf "%.3f", m}' "$BENCH_DIR/$1.runs"; }
-maxrss() { awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$BENCH_DIR/$1.runs"; }
 
 declare -A SIZE PACKETS CONNS WS_T WS_C WS_RSS FL_T FL_C FL_RSS EXACT WS_TM FL_TM WS_CM FL_CM SAME_MC
 for spec in "${SIZES[@]}"; do
@@ -139,16 +119,18 @@ if command -v editcap >/dev/null; then
         editcap -F pcapng "$BENCH_DIR/gen-1GiB.pcap" "$ng"
     fi
     python3 bench/recache.py "$ng" "$BENCH_DIR/gen-1GiB.pcap"
-    rm -f "$BENCH_DIR/ng-1.runs" "$BENCH_DIR/ngpcap-1.runs"
+    rm -f "$BENCH_DIR/ng-1.runs" "$BENCH_DIR/ngpcap-1.runs" "$BENCH_DIR/ngfloor-1.runs"
     for _ in $(seq "$RUNS"); do
+        run ngfloor-1 "$FLOOR" "$ng"
         run ng-1 "$WSCLOSE" analyze --threads 1 --format json "$ng"
         run ngpcap-1 "$WSCLOSE" analyze --threads 1 --format json "$BENCH_DIR/gen-1GiB.pcap"
     done
     "$WSCLOSE" analyze --threads 1 --format json "$ng" >"$BENCH_DIR/ng-1.json"
     same=$(python3 -c 'import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); print("the same connections" if a["connections"]==b["connections"] and a["summary"]==b["summary"] else "DIFFERENT connections")' \
         "$BENCH_DIR/ng-1.json" "$BENCH_DIR/report-1GiB.json")
-    PCAPNG=$(printf "pcapng (the 1 GiB capture rewritten by editcap, %d bytes): one core %.3f s against %.3f s for the pcap file in the same runs (%.2f×); %s" \
-        "$(stat -c %s "$ng")" "$(best ng-1)" "$(best ngpcap-1)" "$(echo "$(best ng-1) / $(best ngpcap-1)" | bc -l)" "$same")
+    PCAPNG=$(printf "pcapng (the 1 GiB capture rewritten by editcap, %d bytes): one core %.3f s against %.3f s for the pcap file in the same runs (%.2f×); floor on the pcapng file %.3f s (wsclose/floor %.1f×); %s" \
+        "$(stat -c %s "$ng")" "$(best ng-1)" "$(best ngpcap-1)" "$(echo "$(best ng-1) / $(best ngpcap-1)" | bc -l)" \
+        "$(best ngfloor-1)" "$(echo "$(best ng-1) / $(best ngfloor-1)" | bc -l)" "$same")
 fi
 
 mb() { echo "$1 / 1000000" | bc -l; }
