@@ -36,10 +36,49 @@ use std::num::NonZeroU64;
 /// until the report. Flipping the sign bit keeps the order (unsigned order of the stored bits is
 /// the signed order of the nanoseconds); zero is the one value it cannot hold, `i64::MIN` ns
 /// (year 1677), which is read as one nanosecond later.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(NonZeroU64);
+
+/// The stored bits: a number in JSON; in binary formats (the spill file's postcard) eight raw
+/// bytes, since as a variable-length integer a time near 2^63 took ten bytes written and read one
+/// at a time, and a finished connection holds dozens of times.
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_u64(self.0.get())
+        } else {
+            s.serialize_bytes(&self.0.get().to_le_bytes())
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bits;
+        impl serde::de::Visitor<'_> for Bits {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a timestamp: a non-zero u64, or its 8 little-endian bytes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                NonZeroU64::new(v)
+                    .map(Timestamp)
+                    .ok_or_else(|| E::custom("a timestamp of zero"))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Timestamp, E> {
+                let bytes: [u8; 8] = v
+                    .try_into()
+                    .map_err(|_| E::invalid_length(v.len(), &self))?;
+                self.visit_u64(u64::from_le_bytes(bytes))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_u64(Bits)
+        } else {
+            d.deserialize_bytes(Bits)
+        }
+    }
+}
 
 const SIGN: u64 = 1 << 63;
 
@@ -167,5 +206,35 @@ mod timestamp_tests {
         assert_eq!(Timestamp::from_nanos(i64::MIN).nanos(), i64::MIN + 1);
         assert_eq!(Timestamp::default().nanos(), 0);
         assert_eq!(Timestamp::from_parts(-1, 500_000_000).nanos(), -500_000_000);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn timestamps_survive_json_and_postcard(ns in any::<i64>()) {
+            let t = Timestamp::from_nanos(ns);
+            // JSON keeps the stored bits as a plain number, as the derived form wrote them.
+            let json = serde_json::to_string(&t).unwrap();
+            prop_assert_eq!(&json, &t.0.get().to_string());
+            prop_assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+            // postcard: a length byte and the eight bytes, not a ten-byte varint.
+            let bytes = postcard::to_allocvec(&t).unwrap();
+            prop_assert_eq!(bytes.len(), 9);
+            prop_assert_eq!(postcard::from_bytes::<Timestamp>(&bytes).unwrap(), t);
+            let some = postcard::to_allocvec(&Some(t)).unwrap();
+            prop_assert_eq!(postcard::from_bytes::<Option<Timestamp>>(&some).unwrap(), Some(t));
+        }
+    }
+
+    #[test]
+    fn damaged_timestamps_are_errors() {
+        assert!(serde_json::from_str::<Timestamp>("0").is_err());
+        assert!(postcard::from_bytes::<Timestamp>(&[7, 1, 2, 3, 4, 5, 6, 7]).is_err());
+        assert!(postcard::from_bytes::<Timestamp>(&[8, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 }
