@@ -261,7 +261,9 @@ fn main() -> io::Result<()> {
         file_bytes: 0,
     };
     if !r.ensure(24)? {
-        return Err(io::Error::other("not a capture file: shorter than a header"));
+        return Err(io::Error::other(
+            "not a capture file: shorter than a header",
+        ));
     }
     let mut counts = Counts::default();
     match r.u32_at(0, false) {
