@@ -151,6 +151,7 @@ impl Reassembler {
     /// Takes the `len` in-order bytes of a segment [`Reassembler::is_next`] accepted without handing
     /// them on: the consumer knows it would skip them (the middle of a WebSocket payload).
     pub fn pass(&mut self, len: u32) {
+        debug_assert!(self.pending.is_empty() && self.next_seq.is_some());
         self.next_offset += u64::from(len);
         self.next_seq = self.next_seq.map(|s| s.wrapping_add(len));
     }

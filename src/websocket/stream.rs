@@ -131,7 +131,9 @@ impl StreamDecoder {
             && self.current.header.is_some_and(|h| !h.opcode.is_control())
     }
 
+    /// Skips `len` payload bytes that [`StreamDecoder::is_inside_data_payload`] accepted.
     pub fn skip_payload(&mut self, len: u64) {
+        debug_assert!(self.is_inside_data_payload(len));
         self.current.remaining -= len;
         self.current.consumed += len;
     }
