@@ -911,7 +911,7 @@ impl Connection {
         } else {
             d.unmasked_frames += 1;
         }
-        if h.rsv & !live.decoders[side].rsv_allowed != 0 {
+        if frame.rsv_violation {
             d.rsv_violations += 1;
         }
         if frame.fragmentation_error {

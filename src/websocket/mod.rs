@@ -19,4 +19,4 @@ pub mod handshake;
 pub mod stream;
 
 pub use frame::{FrameHeader, Opcode};
-pub use stream::{Frame, StreamDecoder, StreamEvent};
+pub use stream::{EventSink, Frame, StreamDecoder, StreamEvent};

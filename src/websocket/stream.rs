@@ -27,6 +27,8 @@ pub struct Frame {
     pub payload_incomplete: bool,
     /// A continuation frame with no message open, or a new data frame inside an unfinished one (§5.4).
     pub fragmentation_error: bool,
+    /// RSV bits set that no negotiated extension defines (§5.2).
+    pub rsv_violation: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +50,25 @@ pub enum StreamEvent {
     },
     /// Something worth a note in the report.
     Note(String),
+}
+
+/// Where a [`StreamDecoder`] puts what it decodes, in stream order.
+///
+/// A vector keeps every event. A consumer may instead take data frames (nearly all of a stream) on
+/// the spot rather than queue them, as long as it keeps them in order with the events before them.
+pub trait EventSink {
+    fn push(&mut self, event: StreamEvent);
+
+    /// A complete text, binary or continuation frame (never a reserved opcode).
+    fn data_frame(&mut self, frame: Frame) {
+        self.push(StreamEvent::Frame(frame));
+    }
+}
+
+impl EventSink for Vec<StreamEvent> {
+    fn push(&mut self, event: StreamEvent) {
+        Vec::push(self, event);
+    }
 }
 
 #[derive(Debug)]
@@ -124,6 +145,7 @@ impl StreamDecoder {
     /// Whether the next `len` bytes lie inside the payload of the data frame being read, short of
     /// its end: [`StreamDecoder::skip_payload`] then does what [`StreamDecoder::feed`] would, without
     /// looking at them.
+    #[inline]
     pub fn is_inside_data_payload(&self, len: u64) -> bool {
         matches!(self.mode, Mode::Frames)
             && self.header_have == 0
@@ -152,12 +174,7 @@ impl StreamDecoder {
     }
 
     /// The other side answered this side's upgrade request: frames follow (101) or HTTP goes on.
-    pub fn upgrade_answered(
-        &mut self,
-        accepted: bool,
-        rsv_allowed: u8,
-        out: &mut Vec<StreamEvent>,
-    ) {
+    pub fn upgrade_answered(&mut self, accepted: bool, rsv_allowed: u8, out: &mut impl EventSink) {
         let Mode::AwaitingAnswer { held, resync } = std::mem::replace(&mut self.mode, Mode::Start)
         else {
             return;
@@ -191,7 +208,7 @@ impl StreamDecoder {
         }
     }
 
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<StreamEvent>) {
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl EventSink) {
         while !data.is_empty() {
             let used = match &mut self.mode {
                 Mode::Start => {
@@ -280,7 +297,7 @@ impl StreamDecoder {
     }
 
     /// Bytes the capture missed.
-    pub fn gap(&mut self, len: u64, out: &mut Vec<StreamEvent>) {
+    pub fn gap(&mut self, len: u64, out: &mut impl EventSink) {
         match &mut self.mode {
             Mode::Frames => {
                 if self.header_have == 0
@@ -383,7 +400,7 @@ impl StreamDecoder {
         }
     }
 
-    fn lose_sync(&mut self, reason: &'static str, out: &mut Vec<StreamEvent>) {
+    fn lose_sync(&mut self, reason: &'static str, out: &mut impl EventSink) {
         out.push(StreamEvent::Desync { reason });
         self.header_have = 0;
         self.current = Current::default();
@@ -392,7 +409,7 @@ impl StreamDecoder {
     }
 
     /// Returns how many bytes of `data` were used.
-    fn feed_http(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> usize {
+    fn feed_http(&mut self, data: &[u8], out: &mut impl EventSink) -> usize {
         let Mode::Http { buf, skip_body } = &mut self.mode else {
             return data.len();
         };
@@ -545,67 +562,20 @@ impl StreamDecoder {
         }
     }
 
-    fn feed_frames(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> usize {
-        if self.current.header.is_none() {
-            // Gather header bytes: parse in place when the whole header is in this chunk.
-            let (header, used) = if self.header_have == 0 {
-                match FrameHeader::parse(data) {
-                    Ok(Some(h)) => (h, usize::from(h.header_len)),
-                    Ok(None) => {
-                        let n = data.len().min(self.header_buf.len());
-                        self.header_buf
-                            .get_mut(..n)
-                            .unwrap_or_default()
-                            .copy_from_slice(data.get(..n).unwrap_or_default());
-                        self.header_have = n;
-                        return data.len();
-                    }
-                    Err(HeaderError::LengthTooLarge) => {
-                        self.lose_sync("a frame length with its top bit set", out);
-                        return 0;
-                    }
-                }
-            } else {
-                let room = (self.header_buf.len() - self.header_have).min(data.len());
-                let have = self.header_have;
-                self.header_buf
-                    .get_mut(have..have + room)
-                    .unwrap_or_default()
-                    .copy_from_slice(data.get(..room).unwrap_or_default());
-                match FrameHeader::parse(self.header_buf.get(..have + room).unwrap_or_default()) {
-                    Ok(Some(h)) => {
-                        self.header_have = 0;
-                        (h, usize::from(h.header_len) - have)
-                    }
-                    Ok(None) => {
-                        self.header_have += room;
-                        return room;
-                    }
-                    Err(HeaderError::LengthTooLarge) => {
-                        self.lose_sync("a frame length with its top bit set", out);
-                        return 0;
-                    }
-                }
-            };
-            if self.expect_mask.is_none() {
-                self.expect_mask = Some(header.mask.is_some());
+    fn feed_frames(&mut self, data: &[u8], out: &mut impl EventSink) -> usize {
+        // A frame whose header and payload are both in this chunk (most are) is read in one call.
+        let used = if self.current.header.is_none() {
+            match self.read_header(data, out) {
+                Ok(used) => used,
+                Err(used) => return used,
             }
-            self.current = Current {
-                header: Some(header),
-                remaining: header.payload_len,
-                consumed: 0,
-                control: std::mem::take(&mut self.current.control),
-                incomplete: false,
-            };
-            self.current.control.clear();
-            if header.payload_len == 0 {
-                self.finish_frame(out);
-            }
-            return used;
-        }
-        let Some(header) = self.current.header else {
-            return 0;
+        } else {
+            0
         };
+        let Some(header) = self.current.header else {
+            return used;
+        };
+        let data = data.get(used..).unwrap_or_default();
         let take = usize::try_from(self.current.remaining)
             .unwrap_or(usize::MAX)
             .min(data.len());
@@ -633,40 +603,92 @@ impl StreamDecoder {
         if self.current.remaining == 0 {
             self.finish_frame(out);
         }
-        take
+        used + take
     }
 
-    fn finish_frame(&mut self, out: &mut Vec<StreamEvent>) {
+    /// Reads the next frame's header, in place when it is whole in `data`, else gathering its bytes:
+    /// `Ok(used)` once it is read (it is then the current frame's), `Err(used)` while it is not
+    /// complete, or when it can never be valid (0: sync is lost).
+    fn read_header(&mut self, data: &[u8], out: &mut impl EventSink) -> Result<usize, usize> {
+        let (header, used) = if self.header_have == 0 {
+            match FrameHeader::parse(data) {
+                Ok(Some(h)) => (h, usize::from(h.header_len)),
+                Ok(None) => {
+                    let n = data.len().min(self.header_buf.len());
+                    self.header_buf
+                        .get_mut(..n)
+                        .unwrap_or_default()
+                        .copy_from_slice(data.get(..n).unwrap_or_default());
+                    self.header_have = n;
+                    return Err(data.len());
+                }
+                Err(HeaderError::LengthTooLarge) => {
+                    self.lose_sync("a frame length with its top bit set", out);
+                    return Err(0);
+                }
+            }
+        } else {
+            let room = (self.header_buf.len() - self.header_have).min(data.len());
+            let have = self.header_have;
+            self.header_buf
+                .get_mut(have..have + room)
+                .unwrap_or_default()
+                .copy_from_slice(data.get(..room).unwrap_or_default());
+            match FrameHeader::parse(self.header_buf.get(..have + room).unwrap_or_default()) {
+                Ok(Some(h)) => {
+                    self.header_have = 0;
+                    (h, usize::from(h.header_len) - have)
+                }
+                Ok(None) => {
+                    self.header_have += room;
+                    return Err(room);
+                }
+                Err(HeaderError::LengthTooLarge) => {
+                    self.lose_sync("a frame length with its top bit set", out);
+                    return Err(0);
+                }
+            }
+        };
+        if self.expect_mask.is_none() {
+            self.expect_mask = Some(header.mask.is_some());
+        }
+        // Field by field: the control buffer keeps its capacity for the next control frame.
+        self.current.header = Some(header);
+        self.current.remaining = header.payload_len;
+        self.current.consumed = 0;
+        self.current.incomplete = false;
+        self.current.control.clear();
+        Ok(used)
+    }
+
+    fn finish_frame(&mut self, out: &mut impl EventSink) {
         let Some(header) = self.current.header.take() else {
             return;
         };
-        let fragmentation_error = match header.opcode {
-            Opcode::Continuation => {
-                let err = !self.in_message;
-                self.in_message = !header.fin;
-                err
-            }
-            Opcode::Text | Opcode::Binary => {
-                let err = self.in_message;
-                self.in_message = !header.fin;
-                err
-            }
-            _ => false,
-        };
-        // Copied rather than taken: the buffer keeps its capacity for the next control frame, and
-        // the copy is one allocation of the exact size.
-        let control_payload = if header.opcode.is_control() {
-            self.current.control.clone()
-        } else {
-            Vec::new()
-        };
-        out.push(StreamEvent::Frame(Frame {
+        let mut frame = Frame {
             header,
-            control_payload,
-            payload_incomplete: self.current.incomplete,
-            fragmentation_error,
-        }));
-        self.current.incomplete = false;
+            control_payload: Vec::new(),
+            payload_incomplete: std::mem::take(&mut self.current.incomplete),
+            fragmentation_error: false,
+            rsv_violation: header.rsv & !self.rsv_allowed != 0,
+        };
+        match header.opcode {
+            Opcode::Continuation | Opcode::Text | Opcode::Binary => {
+                // A continuation needs an open message; a text or binary frame must find none (§5.4).
+                let continues = matches!(header.opcode, Opcode::Continuation);
+                frame.fragmentation_error = self.in_message != continues;
+                self.in_message = !header.fin;
+                out.data_frame(frame);
+            }
+            _ => {
+                // Copied rather than taken: the buffer keeps its capacity for the next control
+                // frame, and the copy is one allocation of the exact size.
+                if header.opcode.is_control() {
+                    frame.control_payload = self.current.control.clone();
+                }
+                out.push(StreamEvent::Frame(frame));
+            }
+        }
     }
 }
 
