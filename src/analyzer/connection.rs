@@ -15,7 +15,7 @@ use crate::tls::record::looks_like_tls;
 use crate::tls::{KeyLog, TlsEvent, TlsSession};
 use crate::websocket::close::{self, ClosePayload, CodeClass};
 use crate::websocket::handshake::{self, UpgradeRequest, UpgradeResponse};
-use crate::websocket::{Opcode, StreamDecoder, StreamEvent};
+use crate::websocket::{EventSink, Frame, Opcode, StreamDecoder, StreamEvent};
 
 /// Pings remembered while waiting for their pong; older ones count as unanswered when this overflows.
 const MAX_PENDING_PINGS: usize = 64;
@@ -188,9 +188,9 @@ impl Handshake {
 
 thread_local! {
     /// The vector that decoded events pass through, lent to each connection's [`Live::events`] for
-    /// the length of a feed: one per thread rather than one per connection, so that it is in cache
-    /// (with many connections interleaved, a connection's own vector was out of it at nearly every
-    /// packet).
+    /// the length of a feed (in the fast lane, only once [`Direct`] has something to queue): one per
+    /// thread rather than one per connection, so that it is in cache (with many connections
+    /// interleaved, a connection's own vector was out of it at nearly every packet).
     static EVENTS: std::cell::Cell<Vec<StreamEvent>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -206,6 +206,33 @@ fn fast_lane_on() -> bool {
     return FAST_LANE.with(std::cell::Cell::get);
     #[cfg(not(test))]
     true
+}
+
+/// Where the fast lane decodes a segment to: data frames are counted on the spot while nothing is
+/// queued before them (so that everything keeps its order); anything else is queued, in the thread's
+/// [`EVENTS`], fetched only then, to be handled once the segment is decoded.
+struct Direct<'a> {
+    conn: &'a mut Connection,
+    side: Side,
+    ts: Timestamp,
+    queue: Vec<StreamEvent>,
+}
+
+impl EventSink for Direct<'_> {
+    fn push(&mut self, event: StreamEvent) {
+        if self.queue.capacity() == 0 {
+            self.queue = EVENTS.with(std::cell::Cell::take);
+        }
+        self.queue.push(event);
+    }
+
+    fn data_frame(&mut self, frame: Frame) {
+        if self.queue.is_empty() {
+            self.conn.on_data_frame(self.side, self.ts, &frame);
+        } else {
+            self.push(StreamEvent::Frame(frame));
+        }
+    }
 }
 
 /// Decoding state, alive only while the connection is.
@@ -539,14 +566,20 @@ impl Connection {
                 && !seg.flags.syn
                 && seg.payload.len() == seg.wire_len as usize
                 && live.over_tls[side] == Some(false)
-                && live.decoders[side].is_inside_data_payload(u64::from(seg.wire_len))
                 && live.reassembly[side].is_next(seg.seq)
             {
-                // The middle of a data frame's payload, in order (a third of all packets): what
-                // a feed would do, without its bookkeeping.
+                // In order, in plaintext, all captured, nothing held: the reassembler would hand the
+                // payload on as it is, and nothing else (no gap, no counter). What a feed would do,
+                // without its bookkeeping.
                 live.reassembly[side].pass(seg.wire_len);
-                live.decoders[side].skip_payload(u64::from(seg.wire_len));
                 self.dirs[side].last_activity = Some(ts);
+                let len = u64::from(seg.wire_len);
+                if live.decoders[side].is_inside_data_payload(len) {
+                    // The middle of a data frame's payload (a third of all packets).
+                    live.decoders[side].skip_payload(len);
+                } else {
+                    self.decode_in_order(&mut live, side, ts, seg.payload);
+                }
             } else if seg.wire_len > 0 && !seg.flags.rst {
                 let before = live.reassembly[side].stats.retransmitted;
                 self.feed(&mut live, side, ts, |r, out| {
@@ -698,6 +731,24 @@ impl Connection {
             d.ping_times.shrink_to_fit();
         }
         self.anomalies.shrink_to_fit();
+    }
+
+    /// Decodes in-order plaintext bytes of `side` that the reassembler has passed (the fast lane):
+    /// data frames are counted on the spot, the rest is queued and handled after.
+    fn decode_in_order(&mut self, live: &mut Live, side: Side, ts: Timestamp, bytes: &[u8]) {
+        let mut direct = Direct {
+            conn: self,
+            side,
+            ts,
+            queue: Vec::new(),
+        };
+        live.decoders[side].feed(bytes, &mut direct);
+        let queue = direct.queue;
+        if queue.capacity() != 0 {
+            live.events = queue;
+            self.handle_events(live, side, ts);
+            EVENTS.with(|e| e.set(std::mem::take(&mut live.events)));
+        }
     }
 
     /// Runs one reassembler step for `side` and decodes what it hands on.
@@ -888,15 +939,9 @@ impl Connection {
         live.events = events;
     }
 
-    fn on_frame(
-        &mut self,
-        live: &mut Live,
-        side: Side,
-        ts: Timestamp,
-        frame: crate::websocket::Frame,
-    ) {
+    /// What every frame shows: order, size, masking, flags. Returns the frame's order.
+    fn count_frame(&mut self, side: Side, ts: Timestamp, frame: &Frame) -> u64 {
         self.frame_seq += 1;
-        let seq = self.frame_seq;
         let h = &frame.header;
         let d = &mut self.dirs[side];
         d.frames += 1;
@@ -920,17 +965,47 @@ impl Connection {
         if h.opcode.is_control() && (!h.fin || h.payload_len > 125) {
             d.bad_control_frames += 1;
         }
+        self.frame_seq
+    }
+
+    /// A text, binary or continuation frame: taken from the queue, or on the spot by the fast lane
+    /// ([`Direct`]).
+    fn on_data_frame(&mut self, side: Side, ts: Timestamp, frame: &Frame) {
+        self.count_frame(side, ts, frame);
+        let h = &frame.header;
+        let d = &mut self.dirs[side];
+        d.data_frames += 1;
+        d.data_bytes += h.payload_len;
+        d.last_data_frame = Some(ts);
+        if h.opcode != Opcode::Continuation {
+            d.message_len = 0;
+        }
+        d.message_len = d.message_len.saturating_add(h.payload_len);
+        d.largest_message = d.largest_message.max(d.message_len);
+        self.record(
+            ts,
+            side,
+            EventKind::Data {
+                frames: 1,
+                bytes: h.payload_len,
+            },
+        );
+    }
+
+    fn on_frame(&mut self, live: &mut Live, side: Side, ts: Timestamp, frame: Frame) {
+        let h = &frame.header;
+        if matches!(
+            h.opcode,
+            Opcode::Text | Opcode::Binary | Opcode::Continuation
+        ) {
+            self.on_data_frame(side, ts, &frame);
+            return;
+        }
+        let seq = self.count_frame(side, ts, &frame);
+        let d = &mut self.dirs[side];
         match h.opcode {
-            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
-                d.data_frames += 1;
-                d.data_bytes += h.payload_len;
-                d.last_data_frame = Some(ts);
-                if h.opcode != Opcode::Continuation {
-                    d.message_len = 0;
-                }
-                d.message_len = d.message_len.saturating_add(h.payload_len);
-                d.largest_message = d.largest_message.max(d.message_len);
-            }
+            // Taken above.
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => {}
             Opcode::Close => {
                 let p = ClosePayload::parse(&frame.control_payload);
                 if d.close.is_none() {
@@ -1002,14 +1077,6 @@ impl Connection {
             Opcode::Reserved(_) => d.reserved_opcodes += 1,
         }
         match h.opcode {
-            Opcode::Text | Opcode::Binary | Opcode::Continuation => self.record(
-                ts,
-                side,
-                EventKind::Data {
-                    frames: 1,
-                    bytes: h.payload_len,
-                },
-            ),
             Opcode::Ping => self.record(ts, side, EventKind::Ping { len: h.payload_len }),
             Opcode::Close => {
                 if let Some(c) = &self.dirs[side].close
