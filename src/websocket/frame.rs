@@ -146,12 +146,17 @@ impl FrameHeader {
 
 /// Unmasks `data` in place, `offset` bytes into the payload (RFC 6455 §5.3).
 pub fn unmask(data: &mut [u8], mask: [u8; 4], offset: u64) {
-    // Start the key cycle where the payload offset leaves it.
-    for (byte, key) in data
-        .iter_mut()
-        .zip(mask.iter().cycle().skip((offset % 4) as usize))
-    {
-        *byte ^= key;
+    // Start the key cycle where the payload offset leaves it, then go four bytes at a time (a
+    // byte-wise cycling iterator cost more than the rest of a ping's decoding).
+    let mut key = mask;
+    key.rotate_left((offset % 4) as usize);
+    let (words, tail) = data.as_chunks_mut::<4>();
+    let key_word = u32::from_ne_bytes(key);
+    for word in words {
+        *word = (u32::from_ne_bytes(*word) ^ key_word).to_ne_bytes();
+    }
+    for (byte, k) in tail.iter_mut().zip(key) {
+        *byte ^= k;
     }
 }
 
@@ -223,6 +228,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(masked.is_plausible(0, Some(true)) && !masked.is_plausible(0, Some(false)));
+    }
+
+    #[test]
+    fn unmask_matches_the_rfc_byte_by_byte_from_any_offset() {
+        // §5.3: octet i of the payload is XORed with octet (i MOD 4) of the key.
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let payload: Vec<u8> = (0..=40u8).map(|b| b.wrapping_mul(37)).collect();
+        for offset in 0..8u64 {
+            for len in 0..payload.len() {
+                let mut got = payload[..len].to_vec();
+                unmask(&mut got, mask, offset);
+                let want: Vec<u8> = (0..len)
+                    .map(|i| payload[i] ^ mask[(i + offset as usize) % 4])
+                    .collect();
+                assert_eq!(got, want, "offset {offset}, length {len}");
+            }
+        }
     }
 
     #[test]
