@@ -208,11 +208,13 @@ fn fast_lane_on() -> bool {
     true
 }
 
-/// Where the fast lane decodes a segment to: data frames are counted on the spot while nothing is
-/// queued before them (so that everything keeps its order); anything else is queued, in the thread's
-/// [`EVENTS`], fetched only then, to be handled once the segment is decoded.
+/// Where the fast lane decodes a segment to: frames are handled on the spot while nothing is queued
+/// before them (so that everything keeps its order); anything else (the handshake, notes, lost sync)
+/// is queued, in the thread's [`EVENTS`], fetched only then, to be handled once the segment is
+/// decoded.
 struct Direct<'a> {
     conn: &'a mut Connection,
+    pending_pings: &'a mut PendingPings,
     side: Side,
     ts: Timestamp,
     queue: Vec<StreamEvent>,
@@ -226,14 +228,18 @@ impl EventSink for Direct<'_> {
         self.queue.push(event);
     }
 
-    fn data_frame(&mut self, frame: Frame) {
+    fn frame(&mut self, frame: Frame) {
         if self.queue.is_empty() {
-            self.conn.on_data_frame(self.side, self.ts, &frame);
+            self.conn
+                .on_frame(self.pending_pings, self.side, self.ts, frame);
         } else {
             self.push(StreamEvent::Frame(frame));
         }
     }
 }
+
+/// Pings waiting for their pong: who sent each, its payload, and when.
+type PendingPings = VecDeque<(Side, Vec<u8>, Timestamp)>;
 
 /// Decoding state, alive only while the connection is.
 struct Live {
@@ -241,7 +247,7 @@ struct Live {
     decoders: [StreamDecoder; 2],
     /// Events decoded and not yet handled: the thread's [`EVENTS`] during a feed, empty otherwise.
     events: Vec<StreamEvent>,
-    pending_pings: VecDeque<(Side, Vec<u8>, Timestamp)>,
+    pending_pings: PendingPings,
     /// Per direction, once its first bytes are seen: carried in TLS records, or plaintext.
     over_tls: [Option<bool>; 2],
     tls: Option<Box<TlsSession>>,
@@ -734,10 +740,11 @@ impl Connection {
     }
 
     /// Decodes in-order plaintext bytes of `side` that the reassembler has passed (the fast lane):
-    /// data frames are counted on the spot, the rest is queued and handled after.
+    /// frames are handled on the spot, the rest is queued and handled after.
     fn decode_in_order(&mut self, live: &mut Live, side: Side, ts: Timestamp, bytes: &[u8]) {
         let mut direct = Direct {
             conn: self,
+            pending_pings: &mut live.pending_pings,
             side,
             ts,
             queue: Vec::new(),
@@ -925,7 +932,9 @@ impl Connection {
                         self.not_websocket = Some(reason);
                     }
                 }
-                StreamEvent::Frame(frame) => self.on_frame(live, side, ts, frame),
+                StreamEvent::Frame(frame) => {
+                    self.on_frame(&mut live.pending_pings, side, ts, frame)
+                }
                 StreamEvent::Desync { reason } => {
                     self.dirs[side].desyncs += 1;
                     self.note(format!("lost frame boundaries: {reason}"));
@@ -939,9 +948,15 @@ impl Connection {
         live.events = events;
     }
 
-    /// What every frame shows: order, size, masking, flags. Returns the frame's order.
-    fn count_frame(&mut self, side: Side, ts: Timestamp, frame: &Frame) -> u64 {
+    fn on_frame(
+        &mut self,
+        pending_pings: &mut PendingPings,
+        side: Side,
+        ts: Timestamp,
+        frame: Frame,
+    ) {
         self.frame_seq += 1;
+        let seq = self.frame_seq;
         let h = &frame.header;
         let d = &mut self.dirs[side];
         d.frames += 1;
@@ -965,47 +980,17 @@ impl Connection {
         if h.opcode.is_control() && (!h.fin || h.payload_len > 125) {
             d.bad_control_frames += 1;
         }
-        self.frame_seq
-    }
-
-    /// A text, binary or continuation frame: taken from the queue, or on the spot by the fast lane
-    /// ([`Direct`]).
-    fn on_data_frame(&mut self, side: Side, ts: Timestamp, frame: &Frame) {
-        self.count_frame(side, ts, frame);
-        let h = &frame.header;
-        let d = &mut self.dirs[side];
-        d.data_frames += 1;
-        d.data_bytes += h.payload_len;
-        d.last_data_frame = Some(ts);
-        if h.opcode != Opcode::Continuation {
-            d.message_len = 0;
-        }
-        d.message_len = d.message_len.saturating_add(h.payload_len);
-        d.largest_message = d.largest_message.max(d.message_len);
-        self.record(
-            ts,
-            side,
-            EventKind::Data {
-                frames: 1,
-                bytes: h.payload_len,
-            },
-        );
-    }
-
-    fn on_frame(&mut self, live: &mut Live, side: Side, ts: Timestamp, frame: Frame) {
-        let h = &frame.header;
-        if matches!(
-            h.opcode,
-            Opcode::Text | Opcode::Binary | Opcode::Continuation
-        ) {
-            self.on_data_frame(side, ts, &frame);
-            return;
-        }
-        let seq = self.count_frame(side, ts, &frame);
-        let d = &mut self.dirs[side];
         match h.opcode {
-            // Taken above.
-            Opcode::Text | Opcode::Binary | Opcode::Continuation => {}
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
+                d.data_frames += 1;
+                d.data_bytes += h.payload_len;
+                d.last_data_frame = Some(ts);
+                if h.opcode != Opcode::Continuation {
+                    d.message_len = 0;
+                }
+                d.message_len = d.message_len.saturating_add(h.payload_len);
+                d.largest_message = d.largest_message.max(d.message_len);
+            }
             Opcode::Close => {
                 let p = ClosePayload::parse(&frame.control_payload);
                 if d.close.is_none() {
@@ -1026,21 +1011,19 @@ impl Connection {
                 if d.ping_times.len() < 4096 {
                     d.ping_times.push(ts);
                 }
-                if live.pending_pings.len() >= MAX_PENDING_PINGS
-                    && let Some((s, _, sent)) = live.pending_pings.pop_front()
+                if pending_pings.len() >= MAX_PENDING_PINGS
+                    && let Some((s, _, sent)) = pending_pings.pop_front()
                 {
                     self.unanswered_pings[s] += 1;
                     self.dirs[s].first_unanswered_ping.get_or_insert(sent);
                 }
-                live.pending_pings
-                    .push_back((side, frame.control_payload, ts));
+                pending_pings.push_back((side, frame.control_payload, ts));
             }
             Opcode::Pong => {
                 d.pongs += 1;
                 // RFC 6455 §5.5.3: a pong answers the most recent ping with the same payload; earlier
                 // pings the peer skipped are unanswered.
-                let found = live
-                    .pending_pings
+                let found = pending_pings
                     .iter()
                     .position(|(s, payload, _)| *s != side && *payload == frame.control_payload);
                 match found {
@@ -1048,7 +1031,7 @@ impl Connection {
                         let mut answered_at = None;
                         // In place, in order: no new queue per pong.
                         let mut j = 0;
-                        live.pending_pings.retain(|&(s, _, sent)| {
+                        pending_pings.retain(|&(s, _, sent)| {
                             let keep = if j == i {
                                 answered_at = Some(sent);
                                 false
@@ -1077,6 +1060,14 @@ impl Connection {
             Opcode::Reserved(_) => d.reserved_opcodes += 1,
         }
         match h.opcode {
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => self.record(
+                ts,
+                side,
+                EventKind::Data {
+                    frames: 1,
+                    bytes: h.payload_len,
+                },
+            ),
             Opcode::Ping => self.record(ts, side, EventKind::Ping { len: h.payload_len }),
             Opcode::Close => {
                 if let Some(c) = &self.dirs[side].close
@@ -1215,5 +1206,131 @@ impl Connection {
             })
             .min_by_key(|(_, t, order)| (*t, *order))
             .map(|(s, t, _)| (s, t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpFlags;
+    use crate::websocket::frame::unmask;
+    use std::net::Ipv4Addr;
+
+    /// A final frame with a short payload, masked with `mask` when a client sends it.
+    fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut body = payload.to_vec();
+        let mut out = vec![0x80 | opcode, payload.len() as u8];
+        if let Some(key) = mask {
+            out[1] |= 0x80;
+            out.extend_from_slice(&key);
+            // Masking is the same XOR as unmasking.
+            unmask(&mut body, key, 0);
+        }
+        out.extend(body);
+        out
+    }
+
+    /// The facts (timeline included) of a connection that opens with a TCP handshake and then
+    /// carries `talk`: one segment per entry, in order, each acknowledging all the other side sent.
+    fn replay(talk: &[(Side, Vec<u8>)], fast_lane: bool) -> String {
+        FAST_LANE.with(|f| f.set(fast_lane));
+        let ends = [
+            Endpoint::v4(Ipv4Addr::new(10, 0, 0, 1), 40000),
+            Endpoint::v4(Ipv4Addr::new(10, 0, 0, 2), 80),
+        ];
+        let flags = |syn, ack| TcpFlags {
+            syn,
+            ack,
+            fin: false,
+            rst: false,
+        };
+        let mut steps: Vec<(Side, TcpFlags, &[u8])> = vec![
+            (0, flags(true, false), &[]),
+            (1, flags(true, true), &[]),
+            (0, flags(false, true), &[]),
+        ];
+        steps.extend(
+            talk.iter()
+                .map(|(s, b)| (*s, flags(false, true), b.as_slice())),
+        );
+        let mut next = [1000u32, 5000];
+        let mut conn: Option<Connection> = None;
+        let mut ts = Timestamp::from_parts(1_700_000_000, 0);
+        for (i, (side, flags, payload)) in steps.into_iter().enumerate() {
+            let seg = TcpSegment {
+                src: ends[side],
+                dst: ends[1 - side],
+                seq: next[side],
+                ack: next[1 - side],
+                flags,
+                window: 65535,
+                payload,
+                wire_len: payload.len() as u32,
+                ttl: 64,
+                ip_id: None,
+            };
+            ts = Timestamp::from_parts(1_700_000_000, i as u32 * 1000);
+            let c = conn.get_or_insert_with(|| {
+                let mut c = Connection::new(0, &seg, ts, Precision::Micro, Limits::default(), None);
+                c.record_events();
+                c
+            });
+            c.on_segment(&seg, ts, Precision::Micro);
+            next[side] = next[side].wrapping_add(payload.len() as u32 + u32::from(flags.syn));
+        }
+        let mut conn = conn.unwrap();
+        conn.end(ts);
+        FAST_LANE.with(|f| f.set(true));
+        serde_json::to_string(&conn).unwrap()
+    }
+
+    #[test]
+    fn the_fast_lane_keeps_frames_behind_what_it_queued() {
+        let request =
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut accepted = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            .to_vec();
+        // The answer to the second attempt comes in the same segment as the first frames: they
+        // must be handled after it (the timeline shows the order).
+        accepted.extend(frame(0x9, b"hb", None));
+        accepted.extend(frame(0x1, b"hello", None));
+        let key = Some([0x11, 0x22, 0x33, 0x44]);
+        let mut client = frame(0xa, b"hb", key);
+        client.extend(frame(0x1, b"hi", key));
+        client.extend(frame(0x9, b"c1", key));
+        let mut server = frame(0xa, b"c1", None);
+        server.extend(frame(0xa, b"zz", None));
+        let text = frame(0x2, &[7; 100], None);
+        let mut closing = frame(0x8, &[0x03, 0xe8], key);
+        closing.extend(frame(0x1, b"late", key));
+        let talk = vec![
+            (0, request.to_vec()),
+            (
+                1,
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+            (0, request.to_vec()),
+            (1, accepted),
+            (0, client),
+            (1, server),
+            // A frame split inside its header, then inside its payload.
+            (1, text[..1].to_vec()),
+            (1, text[1..50].to_vec()),
+            (1, text[50..].to_vec()),
+            (0, closing),
+            (1, frame(0x8, &[0x03, 0xe8], None)),
+        ];
+        let want = replay(&talk, false);
+        let got = replay(&talk, true);
+        assert_eq!(got, want);
+        for fact in [
+            r#""attempts":2"#,
+            r#""frames_after_close":1"#,
+            r#""unsolicited_pongs":1"#,
+        ] {
+            assert!(want.contains(fact), "{fact} in {want}");
+        }
     }
 }

@@ -54,13 +54,13 @@ pub enum StreamEvent {
 
 /// Where a [`StreamDecoder`] puts what it decodes, in stream order.
 ///
-/// A vector keeps every event. A consumer may instead take data frames (nearly all of a stream) on
-/// the spot rather than queue them, as long as it keeps them in order with the events before them.
+/// A vector keeps every event. A consumer may instead take frames (nearly all of a stream) on the
+/// spot rather than queue them, as long as it keeps them in order with the events before them.
 pub trait EventSink {
     fn push(&mut self, event: StreamEvent);
 
-    /// A complete text, binary or continuation frame (never a reserved opcode).
-    fn data_frame(&mut self, frame: Frame) {
+    /// A complete frame.
+    fn frame(&mut self, frame: Frame) {
         self.push(StreamEvent::Frame(frame));
     }
 }
@@ -678,17 +678,15 @@ impl StreamDecoder {
                 let continues = matches!(header.opcode, Opcode::Continuation);
                 frame.fragmentation_error = self.in_message != continues;
                 self.in_message = !header.fin;
-                out.data_frame(frame);
             }
-            _ => {
-                // Copied rather than taken: the buffer keeps its capacity for the next control
-                // frame, and the copy is one allocation of the exact size.
-                if header.opcode.is_control() {
-                    frame.control_payload = self.current.control.clone();
-                }
-                out.push(StreamEvent::Frame(frame));
+            // Copied rather than taken: the buffer keeps its capacity for the next control frame,
+            // and the copy is one allocation of the exact size.
+            _ if header.opcode.is_control() => {
+                frame.control_payload = self.current.control.clone();
             }
+            Opcode::Reserved(_) | Opcode::Close | Opcode::Ping | Opcode::Pong => {}
         }
+        out.frame(frame);
     }
 }
 
