@@ -145,7 +145,7 @@ impl StreamDecoder {
     /// Whether the next `len` bytes lie inside the payload of the data frame being read, short of
     /// its end: [`StreamDecoder::skip_payload`] then does what [`StreamDecoder::feed`] would, without
     /// looking at them.
-    #[inline]
+    #[inline(always)]
     pub fn is_inside_data_payload(&self, len: u64) -> bool {
         matches!(self.mode, Mode::Frames)
             && self.header_have == 0
