@@ -1,6 +1,7 @@
 //! One direction of a connection as a byte-stream decoder: the HTTP upgrade first, then frames.
 //!
-//! Sans-IO: it is fed reassembled bytes and gaps, and appends [`StreamEvent`]s to a caller's vector.
+//! Sans-IO: it is fed reassembled bytes and gaps, and hands [`StreamEvent`]s in order to a caller's
+//! [`EventSink`] (a vector, or a consumer that takes frames as they come).
 //! It knows nothing of time or of the other direction; the connection stamps events with the packet
 //! time and tells the requesting side when the upgrade was answered ([`StreamDecoder::upgrade_answered`]).
 //!
