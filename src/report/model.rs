@@ -6,7 +6,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::time::TimeFormat;
+use super::time::{TimeFormat, TimeText, TimeWriter};
 pub use crate::analyzer::Outcome;
 use crate::analyzer::{Analysis, CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
 use crate::capture::{Precision, Timestamp};
@@ -34,7 +34,7 @@ impl Role {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloseFrame {
     pub by: Role,
-    pub at: String,
+    pub at: TimeText,
     /// Seconds since the connection's first packet.
     pub rel: f64,
     pub code: Option<u16>,
@@ -50,13 +50,13 @@ pub struct CloseFrame {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TcpEvent {
     pub by: Role,
-    pub at: String,
+    pub at: TimeText,
     pub rel: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LastFrame {
-    pub at: String,
+    pub at: TimeText,
     pub rel: f64,
     pub opcode: String,
 }
@@ -125,20 +125,20 @@ pub struct ConnectionReport {
     pub path: Option<String>,
     pub host: Option<String>,
     pub outcome: Outcome,
-    pub start: String,
-    pub end: String,
+    pub start: TimeText,
+    pub end: TimeText,
     pub duration_s: f64,
-    pub syn_at: Option<String>,
-    pub upgrade_at: Option<String>,
+    pub syn_at: Option<TimeText>,
+    pub upgrade_at: Option<TimeText>,
     pub handshake: HandshakeReport,
     pub first_close: Option<CloseFrame>,
     pub close_reply: Option<CloseFrame>,
     pub first_fin: Option<TcpEvent>,
     pub first_rst: Option<TcpEvent>,
-    pub fin: PerSide<Option<String>>,
-    pub rst: PerSide<Option<String>>,
+    pub fin: PerSide<Option<TimeText>>,
+    pub rst: PerSide<Option<TimeText>>,
     pub last_frame: PerSide<Option<LastFrame>>,
-    pub last_activity: PerSide<Option<String>>,
+    pub last_activity: PerSide<Option<TimeText>>,
     pub frames: PerSide<u64>,
     pub data_frames: PerSide<u64>,
     pub data_bytes: PerSide<u64>,
@@ -171,7 +171,7 @@ pub struct ConnectionReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TlsAlert {
     pub by: Role,
-    pub at: String,
+    pub at: TimeText,
     /// `warning`/`fatal`, or null when the alert was encrypted.
     pub level: Option<String>,
     /// `close_notify`, `bad_record_mac`..., or null when the alert was encrypted.
@@ -198,7 +198,7 @@ pub struct TlsReport {
 /// One line of a connection's timeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
-    pub at: String,
+    pub at: TimeText,
     pub rel: f64,
     pub by: Role,
     /// syn, syn-ack, request, response, data, ping, pong, close, fin, rst, gap.
@@ -206,7 +206,7 @@ pub struct TimelineEntry {
     pub detail: String,
 }
 
-fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<TimelineEntry>> {
+fn timeline_of(c: &Connection, client: Side, times: &TimeWriter) -> Option<Vec<TimelineEntry>> {
     use crate::analyzer::EventKind as K;
     let log = c.log.as_ref()?;
     let mut out: Vec<TimelineEntry> = log
@@ -255,7 +255,7 @@ fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<Time
                 ),
             };
             TimelineEntry {
-                at: tf.format(e.at, c.precision),
+                at: times.text(e.at),
                 rel: e.at.seconds_since(c.first_packet),
                 by: if e.side == client {
                     Role::Client
@@ -272,7 +272,7 @@ fn timeline_of(c: &Connection, client: Side, tf: &TimeFormat) -> Option<Vec<Time
     {
         let at = out
             .get(pos)
-            .map(|e| (e.at.clone(), e.rel))
+            .map(|e| (e.at, e.rel))
             .unwrap_or_default();
         out.insert(
             pos,
@@ -306,8 +306,8 @@ pub struct CaptureReport {
     pub bytes: u64,
     pub tcp_segments: u64,
     pub tcp_connections: u64,
-    pub first_packet: Option<String>,
-    pub last_packet: Option<String>,
+    pub first_packet: Option<TimeText>,
+    pub last_packet: Option<TimeText>,
     /// Packets not analysed, by reason (unknown link type, IP fragment, not TCP, malformed...).
     pub skipped: BTreeMap<String, u64>,
     pub snaplen_truncated: u64,
@@ -379,7 +379,8 @@ impl ConnectionReport {
                 Role::Server
             }
         };
-        let at = |t: Timestamp| tf.format(t, c.precision);
+        let times = TimeWriter::new(*tf, c.precision);
+        let at = |t: Timestamp| times.text(t);
         let rel = |t: Timestamp| t.seconds_since(c.first_packet);
         let close = |x: Option<(Side, &CloseFrameFacts)>| {
             x.map(|(side, f)| CloseFrame {
@@ -548,7 +549,7 @@ impl ConnectionReport {
             }),
             diagnosis: Vec::new(),
             timeline: if timeline {
-                timeline_of(c, client, tf)
+                timeline_of(c, client, &times)
             } else {
                 None
             },
@@ -842,8 +843,8 @@ pub fn build_lazily<'a>(
             bytes: st.bytes,
             tcp_segments: st.tcp_segments,
             tcp_connections: st.tcp_connections,
-            first_packet: st.first.map(|t| tf.format(t, precision)),
-            last_packet: st.last.map(|t| tf.format(t, precision)),
+            first_packet: st.first.map(|t| tf.text(t, precision)),
+            last_packet: st.last.map(|t| tf.text(t, precision)),
             skipped: st.skipped.iter().map(|(k, v)| (k.describe(), *v)).collect(),
             snaplen_truncated: st.truncated,
             evicted_flows: st.evicted_flows,

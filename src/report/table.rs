@@ -38,7 +38,7 @@ fn row(c: &ConnectionReport) -> Vec<String> {
         c.client.clone(),
         c.server.clone(),
         terminal(&clip(c.path.as_deref().unwrap_or("-"), 40)).into_owned(),
-        c.start.clone(),
+        c.start.to_string(),
         relative(c.duration_s),
         c.closed_by_cell(),
         code_cell(&c.first_close),
