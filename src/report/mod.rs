@@ -244,8 +244,8 @@ fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(
         // CSV goes to spreadsheets: strip control characters from wire strings as for a terminal.
         w.write_record([
             c.id.to_string(),
-            c.client.clone(),
-            c.server.clone(),
+            c.client.to_string(),
+            c.server.to_string(),
             escape::terminal(c.path.as_deref().unwrap_or_default()).into_owned(),
             c.outcome.as_str().to_owned(),
             c.start.to_string(),

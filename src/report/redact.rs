@@ -80,10 +80,10 @@ impl Pseudonyms {
 pub fn redact(report: &mut Report) {
     let mut p = Pseudonyms::default();
     for c in &mut report.connections {
-        c.client = p.endpoint(&c.client);
-        c.server = p.endpoint(&c.server);
+        c.client = p.endpoint(&c.client).into();
+        c.server = p.endpoint(&c.server).into();
         if let Some(path) = &c.path {
-            c.path = Some(p.path(path));
+            c.path = Some(p.path(path).into());
         }
         let h = &mut c.handshake;
         for (kind, field) in [
@@ -92,11 +92,11 @@ pub fn redact(report: &mut Report) {
             ("user-agent", &mut h.user_agent),
         ] {
             if let Some(v) = field {
-                *field = Some(p.name(kind, v));
+                *field = Some(p.name(kind, v).into());
             }
         }
         c.host = c.handshake.host.clone();
-        c.handshake.key = c.handshake.key.as_ref().map(|_| "redacted".to_owned());
+        c.handshake.key = c.handshake.key.as_ref().map(|_| "redacted".into());
         if let Some(tls) = &mut c.tls
             && let Some(sni) = &tls.sni
         {

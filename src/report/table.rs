@@ -35,8 +35,8 @@ fn row(c: &ConnectionReport) -> Vec<String> {
         .unwrap_or_default();
     vec![
         c.id.to_string(),
-        c.client.clone(),
-        c.server.clone(),
+        c.client.to_string(),
+        c.server.to_string(),
         terminal(&clip(c.path.as_deref().unwrap_or("-"), 40)).into_owned(),
         c.start.to_string(),
         relative(c.duration_s),
