@@ -1,5 +1,7 @@
 //! The HTTP/1.1 upgrade (RFC 6455 §4), parsed with httparse from a bounded buffer.
 
+use std::mem::MaybeUninit;
+
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
@@ -42,7 +44,11 @@ impl UpgradeRequest {
 }
 
 fn has_token(header: Option<&str>, token: &str) -> bool {
-    header.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    // Nearly always the value is that one token (`Upgrade: websocket`), asked for several times
+    // per connection: no need to split it.
+    header.is_some_and(|v| {
+        v.eq_ignore_ascii_case(token) || v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -122,7 +128,11 @@ fn header_value(headers: &[httparse::Header<'_>], name: &str) -> Option<Text> {
     // Repeated headers are joined with ", " (RFC 9110 §5.3).
     let mut joined: Option<Text> = None;
     for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
-        let value = String::from_utf8_lossy(h.value);
+        // Most values are ASCII: only the others need the slower lossy decoding.
+        let value = match std::str::from_utf8(h.value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(h.value),
+        };
         match &mut joined {
             None => joined = Some(Text::from(value.trim())),
             Some(j) => {
@@ -140,10 +150,16 @@ fn content_length(headers: &[httparse::Header<'_>]) -> u64 {
         .unwrap_or(0)
 }
 
+/// Header slots for httparse, left uninitialised: it writes the ones it fills, and filling all of
+/// them first cost about as much as parsing an upgrade's head.
+fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 pub fn parse_request(buf: &[u8]) -> Parsed<UpgradeRequest> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
+    let mut headers = header_slots();
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => {
             let h = &*req.headers;
             Parsed::Complete(
@@ -171,9 +187,10 @@ pub fn parse_request(buf: &[u8]) -> Parsed<UpgradeRequest> {
 }
 
 pub fn parse_response(buf: &[u8]) -> Parsed<UpgradeResponse> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(buf) {
+    let mut headers = header_slots();
+    let mut resp = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    match config.parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => {
             let h = &*resp.headers;
             let status = resp.code.unwrap_or_default();
@@ -302,6 +319,60 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: 
         assert_eq!(classify_start(b"GE"), HttpStart::Unknown);
         assert_eq!(classify_start(b"\x16\x03\x01"), HttpStart::NotHttp);
         assert_eq!(classify_start(b"\x81\x05hello"), HttpStart::NotHttp);
+    }
+
+    #[test]
+    fn joins_repeated_headers_and_replaces_bytes_that_are_not_utf8() {
+        let req = b"GET / HTTP/1.1\r\nHOST: a \r\nUpgrade: websocket\r\nhost: b\xffc\r\n\r\n";
+        let Parsed::Complete(r, _) = parse_request(req) else {
+            panic!("not complete")
+        };
+        assert_eq!(r.host.as_deref(), Some("a, b\u{fffd}c"));
+        let resp = b"HTTP/1.1 101 OK\r\nServer: x\xe9\r\nSERVER: y\r\n\r\n";
+        let Parsed::Complete(r, _) = parse_response(resp) else {
+            panic!("not complete")
+        };
+        assert_eq!(r.server.as_deref(), Some("x\u{fffd}, y"));
+    }
+
+    #[test]
+    fn more_header_lines_than_slots_are_malformed() {
+        for (lines, complete) in [(MAX_HEADERS, true), (MAX_HEADERS + 1, false)] {
+            let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+            let mut resp = b"HTTP/1.1 101 OK\r\n".to_vec();
+            for i in 0..lines {
+                for head in [&mut req, &mut resp] {
+                    head.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+                }
+            }
+            for head in [&mut req, &mut resp] {
+                head.extend_from_slice(b"\r\n");
+            }
+            assert_eq!(
+                matches!(parse_request(&req), Parsed::Complete(..)),
+                complete
+            );
+            assert_eq!(
+                matches!(parse_response(&resp), Parsed::Complete(..)),
+                complete
+            );
+        }
+    }
+
+    #[test]
+    fn finds_a_token_in_a_list() {
+        for (value, found) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("h2c, WebSocket", true),
+            ("websocket ,h2c", true),
+            ("websockets", false),
+            ("web socket", false),
+            ("", false),
+        ] {
+            assert_eq!(has_token(Some(value), "websocket"), found, "{value:?}");
+        }
+        assert!(!has_token(None, "websocket"));
     }
 
     #[test]
