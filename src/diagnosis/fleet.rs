@@ -1,7 +1,11 @@
 //! Rules across connections: idle clusters, mass closes, refused attempts, reconnect storms and
 //! duplicate connections. One connection rarely proves a cause; many that agree do.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Fx hashing, as in the analyzer's flow table: std's SipHash was most of what the maps of these
+// rules cost, and nothing printed depends on their order.
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::SocketAddr;
 
 use super::rules::Idle;
@@ -97,7 +101,7 @@ fn mass_close(
             .partition_point(|s| *s <= t)
             .saturating_sub(ends.partition_point(|e| *e < t))
     };
-    let mut reported: HashSet<usize> = HashSet::new();
+    let mut reported: FxHashSet<usize> = FxHashSet::default();
     let mut k = 0;
     while k < endings.len() {
         let (t0, role, _) = endings[k];
@@ -182,7 +186,7 @@ fn ended_at(v: &View<'_>) -> Option<Timestamp> {
 
 /// Client addresses that held two connections to the same server at once: several clients behind
 /// one address (loopback, NAT), whose reconnects cannot be told apart into per-client chains.
-fn shared_addresses(views: &[View<'_>]) -> HashSet<(std::net::IpAddr, SocketAddr)> {
+fn shared_addresses(views: &[View<'_>]) -> FxHashSet<(std::net::IpAddr, SocketAddr)> {
     let mut spans: BTreeMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> =
         BTreeMap::new();
     for v in views {
@@ -219,7 +223,7 @@ fn reconnects(
     let mut previous: BTreeMap<usize, (usize, f64)> = BTreeMap::new();
     let mut taken: BTreeSet<usize> = BTreeSet::new();
     // Earlier connections of the same client address to the same server, in start order.
-    let mut earlier: HashMap<(std::net::IpAddr, SocketAddr), Vec<usize>> = HashMap::new();
+    let mut earlier: FxHashMap<(std::net::IpAddr, SocketAddr), Vec<usize>> = FxHashMap::default();
     for &i in &order {
         let v = &views[i];
         let key = (client_ip(v), server_of(v));
@@ -308,7 +312,7 @@ fn duplicates(
 ) {
     // Same client address, server, path and User-Agent: one client's connections, in start order.
     type Key<'k> = (std::net::IpAddr, SocketAddr, &'k str, &'k str);
-    let mut groups: HashMap<Key<'_>, Vec<&View<'_>>> = HashMap::new();
+    let mut groups: FxHashMap<Key<'_>, Vec<&View<'_>>> = FxHashMap::default();
     for v in views
         .iter()
         .filter(|v| v.outcome != Outcome::Refused && v.brief.is_websocket)

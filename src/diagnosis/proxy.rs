@@ -6,7 +6,8 @@
 
 use super::{Diagnosis, View, ms, seconds};
 use crate::analyzer::{EndKind, Ending, RequestBrief};
-use std::collections::{HashMap, HashSet};
+// Fx hashing, as in the analyzer's flow table and the rules across connections (fleet.rs).
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::IpAddr;
 
 use crate::capture::Timestamp;
@@ -40,8 +41,9 @@ fn how(e: &Ending, v: &View<'_>) -> String {
 /// into `views`.
 pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     // Indexes, so that pairing costs O(n log n) and not a comparison of every two connections.
-    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_origin_path: HashMap<(IpAddr, &str), Vec<(Timestamp, usize)>> = HashMap::new();
+    let mut by_key: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
+    let mut by_origin_path: FxHashMap<(IpAddr, &str), Vec<(Timestamp, usize)>> =
+        FxHashMap::default();
     for (i, v) in views.iter().enumerate() {
         if let Some((t, req)) = request_of(v) {
             if let Some(key) = req.key.as_deref() {
@@ -57,7 +59,7 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
         list.sort();
     }
     let mut out = Vec::new();
-    let mut used = HashSet::new();
+    let mut used = FxHashSet::default();
     let mut fronts: Vec<(Timestamp, usize)> = views
         .iter()
         .enumerate()

@@ -648,7 +648,7 @@ impl Summary {
 /// address to the same server endpoint ended.
 fn count_reconnections(views: &[View<'_>]) -> u64 {
     type Group = (std::net::IpAddr, std::net::SocketAddr);
-    let mut ends: std::collections::HashMap<Group, Vec<(Timestamp, u64)>> = Default::default();
+    let mut ends: rustc_hash::FxHashMap<Group, Vec<(Timestamp, u64)>> = Default::default();
     for v in views {
         if v.outcome != Outcome::Open {
             let end = v.brief.ending.map_or(v.brief.last_packet, |e| e.at);
@@ -810,7 +810,7 @@ pub fn build_lazily<'a>(
     let mut views: Vec<(usize, View<'_>)> = Vec::with_capacity(analysis.len());
     views.extend((0..analysis.len()).filter_map(|i| Some((i, View::new(analysis.brief(i)?)))));
     // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
-    let ws_servers: std::collections::HashSet<std::net::SocketAddr> = views
+    let ws_servers: rustc_hash::FxHashSet<std::net::SocketAddr> = views
         .iter()
         .filter(|(_, v)| !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket))
         .map(|(_, v)| v.brief.endpoints[v.server])
