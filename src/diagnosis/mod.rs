@@ -14,32 +14,34 @@ use serde_json::Value;
 
 use crate::analyzer::{Brief, Connection, Held, Outcome, Side};
 use crate::capture::Timestamp;
+use crate::websocket::handshake::Text;
 
-/// One named cause with its evidence.
+/// One named cause with its evidence. The id, the fix and the evidence's names are the rules' own
+/// words: kept as `Text` that borrows them, not copied for every connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// Stable identifier (`idle-timeout`, `abnormal-closure`...).
-    pub id: String,
+    pub id: Text,
     /// One line for people.
     pub summary: String,
     /// Numbers and times behind it.
-    pub evidence: BTreeMap<String, Value>,
+    pub evidence: BTreeMap<Text, Value>,
     /// What to change.
-    pub fix: String,
+    pub fix: Text,
 }
 
 impl Diagnosis {
-    fn new(id: &str, summary: String, fix: &str) -> Self {
+    fn new(id: &'static str, summary: String, fix: &'static str) -> Self {
         Diagnosis {
-            id: id.to_owned(),
+            id: Text::const_new(id),
             summary,
             evidence: BTreeMap::new(),
-            fix: fix.to_owned(),
+            fix: Text::const_new(fix),
         }
     }
 
-    fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.evidence.insert(key.to_owned(), value.into());
+    fn with(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.evidence.insert(Text::const_new(key), value.into());
         self
     }
 

@@ -604,21 +604,24 @@ impl Summary {
         first_fin: Option<Role>,
     ) {
         self.connections += 1;
-        *self
-            .by_outcome
-            .entry(outcome.as_str().to_owned())
-            .or_default() += 1;
+        count(&mut self.by_outcome, outcome.as_str());
         if let Some((_, code)) = first_close {
-            let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
-            *self.by_close_code.entry(code).or_default() += 1;
+            let mut digits = itoa::Buffer::new();
+            count(
+                &mut self.by_close_code,
+                code.map_or("none", |c| digits.format(c)),
+            );
         }
         let closer = match (first_close, first_rst, first_fin) {
-            (Some((by, _)), _, _) => format!("{} (close frame)", by.as_str()),
-            (None, Some(by), _) => format!("{} (RST)", by.as_str()),
-            (None, None, Some(by)) => format!("{} (FIN)", by.as_str()),
-            _ => "nobody (still open)".to_owned(),
+            (Some((Role::Client, _)), _, _) => "client (close frame)",
+            (Some((Role::Server, _)), _, _) => "server (close frame)",
+            (None, Some(Role::Client), _) => "client (RST)",
+            (None, Some(Role::Server), _) => "server (RST)",
+            (None, None, Some(Role::Client)) => "client (FIN)",
+            (None, None, Some(Role::Server)) => "server (FIN)",
+            _ => "nobody (still open)",
         };
-        *self.closed_by.entry(closer).or_default() += 1;
+        count(&mut self.closed_by, closer);
         if outcome == Outcome::Abnormal {
             self.abnormal_closures += 1;
         }
@@ -641,6 +644,17 @@ impl Summary {
             c.first_rst_by.map(role),
             c.first_fin_by.map(role),
         );
+    }
+}
+
+/// Counts one more `key`, whose text is copied only the first time (a summary has a few keys and
+/// many connections).
+fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
     }
 }
 
@@ -888,6 +902,37 @@ pub fn build_lazily<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The summary's keys: who closed (the close frame first, then the RST, then the FIN) and the
+    /// code, as written before the keys were static.
+    #[test]
+    fn summary_keys() {
+        let roles = [None, Some(Role::Client), Some(Role::Server)];
+        for close_by in roles {
+            for code in [None, Some(1000), Some(4001)] {
+                for rst in roles {
+                    for fin in roles {
+                        let first_close = close_by.map(|by| (by, code));
+                        let mut s = Summary::default();
+                        s.add_parts(Outcome::Clean, first_close, rst, fin);
+                        s.add_parts(Outcome::Clean, first_close, rst, fin);
+                        let closer = match (first_close, rst, fin) {
+                            (Some((by, _)), _, _) => format!("{} (close frame)", by.as_str()),
+                            (None, Some(by), _) => format!("{} (RST)", by.as_str()),
+                            (None, None, Some(by)) => format!("{} (FIN)", by.as_str()),
+                            _ => "nobody (still open)".to_owned(),
+                        };
+                        assert_eq!(s.closed_by, BTreeMap::from([(closer, 2)]));
+                        let codes = first_close.map(|(_, code)| {
+                            (code.map_or_else(|| "none".to_owned(), |c| c.to_string()), 2)
+                        });
+                        assert_eq!(s.by_close_code, codes.into_iter().collect());
+                        assert_eq!(s.by_outcome, BTreeMap::from([("clean".to_owned(), 2)]));
+                    }
+                }
+            }
+        }
+    }
 
     proptest::proptest! {
         /// Endpoints read as `Display` writes them, IPv4 and IPv6.

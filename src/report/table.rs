@@ -52,7 +52,7 @@ fn row(c: &ConnectionReport) -> Vec<String> {
         c.outcome.as_str().to_owned(),
         c.diagnosis
             .first()
-            .map_or_else(|| "-".to_owned(), |d| d.id.clone()),
+            .map_or_else(|| "-".to_owned(), |d| d.id.to_string()),
     ]
 }
 
