@@ -1,5 +1,9 @@
 //! The report as data: what every output format prints, with the JSON field names that are the
 //! contract (docs/json.md). Built once from the analysis; printers only format it.
+//!
+//! A connection's report is built as it is written and dropped after, so its texts are kept inline
+//! where they are short: times as [`TimeText`], addresses, headers and names as [`Text`] (static
+//! names borrowed). As `String`s they were some thirty allocations per connection.
 
 use std::collections::BTreeMap;
 use std::io;
