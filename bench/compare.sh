@@ -66,17 +66,11 @@ for pcap in "$@"; do
         "$CORES" "$many" "$(median "compare-$i-many")" "$(best "compare-$i-many" 3)" "$(ratio "$one" "$many")" \
         "$(ratio "$(maxrss "compare-$i-many")" 1024)" "$same"
     if [[ -z "${NO_TSHARK:-}" ]] && command -v tshark >/dev/null; then
-        fields=(-T fields -e frame.time_epoch -e websocket.payload.close.status_code)
         for opts in "" "-o tcp.reassemble_out_of_order:TRUE"; do
-            bw=""
-            for _ in $(seq "${TSHARK_RUNS:-1}"); do
-                # shellcheck disable=SC2086
-                read -r wall _ < <(python3 bench/measure.py --out "$BENCH_DIR/compare-$i-tshark.tsv" \
-                    tshark $opts -r "$pcap" -Y 'websocket.opcode == 8' "${fields[@]}" 2>/dev/null)
-                if [[ -z "$bw" ]] || (($(echo "$wall < $bw" | bc -l))); then bw=$wall; fi
-            done
+            # shellcheck disable=SC2086
+            read -r bw _ _ lines <<<"$(tshark_run "$pcap" "${TSHARK_RUNS:-1}" "compare-$i" $opts)"
             printf "    tshark %-36s wall %.1f s, %.0f× wsclose on one core, %d close-frame lines\n" \
-                "${opts:-(defaults)}:" "$bw" "$(ratio "$bw" "$one")" "$(wc -l <"$BENCH_DIR/compare-$i-tshark.tsv")"
+                "${opts:-(defaults)}:" "$bw" "$(ratio "$bw" "$one")" "$lines"
         done
     fi
 done

@@ -193,32 +193,14 @@ mb() { echo "$1 / 1000000" | bc -l; }
 } | tee "$BENCH_DIR/results.md"
 
 if [[ -z "${NO_TSHARK:-}" ]] && command -v tshark >/dev/null; then
-    # tshark 4.0 names the close code websocket.payload.close.status_code (websocket.close.code is not
-    # a field there). Out-of-order segments are reassembled only with tcp.reassemble_out_of_order,
-    # without which tshark misses close frames behind a swapped pair and decodes garbage as frames.
-    fields=(-T fields -e frame.time_epoch -e websocket.payload.close.status_code)
-    # tshark_run NAME RUNS LABEL [OPTIONS...]: best wall and CPU seconds of RUNS close-frame
-    # extractions on gen-NAME.pcap, peak RSS and the number of close-frame lines printed
-    tshark_run() {
-        local name=$1 runs=$2 label=$3
-        shift 3
-        local wall cpu bw="" bc="" pcap="$BENCH_DIR/gen-$name.pcap"
-        for _ in $(seq "$runs"); do
-            read -r wall cpu < <(python3 bench/measure.py --out "$BENCH_DIR/tshark-$label-$name.tsv" \
-                /usr/bin/time -f '%M' -o "$BENCH_DIR/tshark-$label-$name.rss" \
-                tshark "$@" -r "$pcap" -Y 'websocket.opcode == 8' "${fields[@]}" 2>/dev/null)
-            if [[ -z "$bw" ]] || (($(echo "$wall < $bw" | bc -l))); then bw=$wall; fi
-            if [[ -z "$bc" ]] || (($(echo "$cpu < $bc" | bc -l))); then bc=$cpu; fi
-        done
-        echo "$bw $bc $(cat "$BENCH_DIR/tshark-$label-$name.rss") $(wc -l <"$BENCH_DIR/tshark-$label-$name.tsv")"
-    }
     # TSHARK_RUNS: runs per setting on 100 MiB (3); TSHARK_1G_RUNS on 1 GiB (1: about a minute each,
     # and ~3 GiB of memory). TSHARK_1G_RUNS=0 skips 1 GiB.
     for spec in "100MiB ${TSHARK_RUNS:-3}" "1GiB ${TSHARK_1G_RUNS:-1}"; do
         read -r name runs <<<"$spec"
         ((runs > 0)) || continue
-        read -r dw dc drss dn <<<"$(tshark_run "$name" "$runs" default)"
-        read -r ow oc orss on <<<"$(tshark_run "$name" "$runs" ooo -o tcp.reassemble_out_of_order:TRUE)"
+        pcap="$BENCH_DIR/gen-$name.pcap"
+        read -r dw dc drss dn <<<"$(tshark_run "$pcap" "$runs" "default-$name")"
+        read -r ow oc orss on <<<"$(tshark_run "$pcap" "$runs" "ooo-$name" -o tcp.reassemble_out_of_order:TRUE)"
         closes=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['connections']; print(sum((c['first_close'] is not None) + (c['close_reply'] is not None) for c in t))" "$BENCH_DIR/gen-$name.pcap.truth.json")
         {
             echo

@@ -122,14 +122,9 @@ impl Reader {
         Ok(true)
     }
 
+    /// The u32 `at` bytes past the current position.
     fn u32_at(&self, at: usize, be: bool) -> u32 {
-        let b = &self.buf[self.pos + at..self.pos + at + 4];
-        let w = [b[0], b[1], b[2], b[3]];
-        if be {
-            u32::from_be_bytes(w)
-        } else {
-            u32::from_le_bytes(w)
-        }
+        u32_in(&self.buf[self.pos..], at, be)
     }
 }
 

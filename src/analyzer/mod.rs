@@ -780,12 +780,15 @@ mod tests {
         serde_json::to_string(&model::build(analysis, opts, |_| true).unwrap()).unwrap()
     }
 
-    /// `spill`: spill, with this many writes succeeding before the disk is "full".
-    fn analyse(capture: &str, spill: Option<Option<u32>>) -> (usize, Analysis) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    fn corpus(capture: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/corpus/public")
-            .join(capture);
-        let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+            .join(capture)
+    }
+
+    /// `spill`: spill, with this many writes succeeding before the disk is "full".
+    fn analyse(path: &std::path::Path, spill: Option<Option<u32>>) -> (usize, Analysis) {
+        let mut reader = MergedReader::open(&[path.to_path_buf()]).unwrap();
         let mut analyzer = Analyzer::new(Config {
             keep_non_websocket: true,
             record_events: true,
@@ -808,19 +811,6 @@ mod tests {
             .collect();
         all.push(report(analysis));
         all
-    }
-
-    fn analyse_file(path: &std::path::Path) -> Analysis {
-        let mut reader = MergedReader::open(&[path.to_path_buf()]).unwrap();
-        let mut analyzer = Analyzer::new(Config {
-            keep_non_websocket: true,
-            record_events: true,
-            ..Config::default()
-        });
-        while let Ok(Some(p)) = reader.next_packet() {
-            analyzer.ingest(&p);
-        }
-        analyzer.finish()
     }
 
     #[test]
@@ -848,9 +838,9 @@ mod tests {
         captures.push(generated);
         for path in &captures {
             connection::FAST_LANE.with(|f| f.set(false));
-            let want = facts(&analyse_file(path));
+            let want = facts(&analyse(path, None).1);
             connection::FAST_LANE.with(|f| f.set(true));
-            let got = facts(&analyse_file(path));
+            let got = facts(&analyse(path, None).1);
             assert_eq!(got.len(), want.len(), "{}", path.display());
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g, w, "{}", path.display());
@@ -861,7 +851,7 @@ mod tests {
     #[test]
     fn a_disk_that_fills_up_keeps_the_rest_in_memory_with_the_same_report() {
         // Connections that end long before the capture does: many are spilled while it is read.
-        let capture = "arkime/arkime_synthetic.pcap";
+        let capture = &corpus("arkime/arkime_synthetic.pcap");
         let (_, want) = analyse(capture, None);
         assert!(want.len() >= 50, "{}", want.len());
         let (early, all) = analyse(capture, Some(None));
