@@ -52,8 +52,8 @@ fn json_report_round_trips() {
     assert!(connections > 100, "{connections}");
 }
 
-/// The report printed connection by connection (`write_lazy`, what `analyze` does for JSON, JSON
-/// lines and CSV) is byte for byte the report built whole, with a filter and with the diagnoses
+/// The report printed connection by connection (`write_lazy`, what `analyze` does for the table,
+/// JSON, JSON lines and CSV) is byte for byte the report built whole, with a filter and with the diagnoses
 /// across connections (proxy legs, reconnect storms, mass closes) of the recorded fixtures.
 #[test]
 fn lazy_report_prints_the_same_bytes() {
@@ -84,7 +84,7 @@ fn lazy_report_prints_the_same_bytes() {
         // filter at all (the summary then comes from the facts, not from built reports).
         let keep = |c: &model::ConnectionReport| c.id % 3 != 1;
         let all = |_: &model::ConnectionReport| true;
-        for (format, filtered) in [Format::Json, Format::Jsonl, Format::Csv]
+        for (format, filtered) in [Format::Table, Format::Json, Format::Jsonl, Format::Csv]
             .into_iter()
             .flat_map(|f| [(f, true), (f, false)])
         {

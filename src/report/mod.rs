@@ -54,9 +54,12 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result
 }
 
 /// Whether [`write_lazy`] can print this format connection by connection (the others need every
-/// connection at once: column widths, or a document around them).
+/// connection at once: a document around them, with links between its parts).
 pub fn streams(format: Format) -> bool {
-    matches!(format, Format::Json | Format::Jsonl | Format::Csv)
+    matches!(
+        format,
+        Format::Table | Format::Json | Format::Jsonl | Format::Csv
+    )
 }
 
 /// Prints a report whose connections are built as they are printed, on up to `threads` threads:
@@ -83,6 +86,7 @@ pub fn write_lazy(
             report.render_in_order(threads, &line, &mut |v| out.write_all(&v))?;
         }
         Format::Csv => write_csv(report.connections(), out)?,
+        Format::Table => table::write_lazy(&report, threads, out)?,
         _ => write(&report.into_report()?, format, out)?,
     }
     buffered.flush()

@@ -1,12 +1,23 @@
 //! The default human output: one row per connection, then a summary.
+//!
+//! Streamed in two passes so that memory does not grow with the number of connections: each row
+//! is rendered once, its cells' widths noted and the row spooled to a temporary file; then tabled
+//! lays the spooled rows out with those widths (`IterGrid`), row by row, as it lays out a whole
+//! `Table` (tests compare the two).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 
 use tabled::builder::Builder;
+use tabled::grid::IterGrid;
+use tabled::grid::colors::NoColors;
+use tabled::grid::config::SpannedConfig;
+use tabled::grid::dimension::{DimensionValue, StaticDimension};
+use tabled::grid::records::IterRecords;
+use tabled::grid::util::string::get_text_width;
 use tabled::settings::Style;
 
 use super::escape::{clip, terminal};
-use super::model::{CloseFrame, ConnectionReport, Report, TcpEvent};
+use super::model::{CloseFrame, ConnectionReport, LazyReport, Report, TcpEvent};
 use super::time::relative;
 
 /// The first close frame's code, "(no code)" for an empty close payload, or "-".
@@ -56,49 +67,263 @@ fn row(c: &ConnectionReport) -> Vec<String> {
     ]
 }
 
+/// The column titles.
+const HEADER: [&str; COLUMNS] = [
+    "ID",
+    "CLIENT",
+    "SERVER",
+    "PATH",
+    "START",
+    "DURATION",
+    "CLOSED BY",
+    "CODE",
+    "REPLY",
+    "REASON",
+    "FIN BY",
+    "RST BY",
+    "OUTCOME",
+    "DIAGNOSIS",
+];
+const COLUMNS: usize = 14;
+
+/// The table, the "Why:" lines and the summary of a whole report.
 pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    if report.connections.is_empty() {
-        writeln!(out, "No WebSocket connections found.")?;
-    } else {
-        let mut b = Builder::default();
-        b.push_record([
-            "ID",
-            "CLIENT",
-            "SERVER",
-            "PATH",
-            "START",
-            "DURATION",
-            "CLOSED BY",
-            "CODE",
-            "REPLY",
-            "REASON",
-            "FIN BY",
-            "RST BY",
-            "OUTCOME",
-            "DIAGNOSIS",
-        ]);
-        for c in &report.connections {
-            b.push_record(row(c));
+    let mut table = Spooled::new();
+    for c in &report.connections {
+        table.add(&render(c))?;
+    }
+    table.finish(report, out)
+}
+
+/// [`write`] for a report whose connections are built as they are printed (on up to `threads`
+/// threads), in flat memory: the rows wait in a temporary file while the column widths are found,
+/// instead of every connection's report waiting in memory.
+pub fn write_lazy(report: &LazyReport<'_>, threads: usize, out: &mut dyn Write) -> io::Result<()> {
+    let mut table = Spooled::new();
+    report.render_in_order(threads, &|c| Ok(render(c)), &mut |row| table.add(&row))?;
+    table.finish(report.head(), out)
+}
+
+/// A connection's row and "Why:" lines, as [`Spooled::add`] reads them: each cell's length (4
+/// bytes, little-endian) and bytes, then the lines.
+fn render(c: &ConnectionReport) -> Vec<u8> {
+    let why = c.diagnosis.first().map(|d| {
+        format!(
+            "  #{} {}: {}\n      fix: {}\n",
+            c.id,
+            d.id,
+            terminal(&d.summary),
+            d.fix
+        )
+    });
+    frame(row(c), why.as_deref().unwrap_or_default())
+}
+
+/// The bytes [`render`] makes of a row's cells and "Why:" lines.
+fn frame(cells: impl IntoIterator<Item = String>, why: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(256 + why.len());
+    for cell in cells {
+        v.extend_from_slice(&(cell.len() as u32).to_le_bytes());
+        v.extend_from_slice(cell.as_bytes());
+    }
+    v.extend_from_slice(why.as_bytes());
+    v
+}
+
+/// The rows and "Why:" lines of the connections added so far, on disk (in memory if no temporary
+/// file can be made), and the width of each column.
+struct Spooled {
+    rows: Spool,
+    why: Spool,
+    count: usize,
+    widths: [usize; COLUMNS],
+}
+
+impl Spooled {
+    fn new() -> Spooled {
+        Spooled {
+            rows: Spool::new(),
+            why: Spool::new(),
+            count: 0,
+            widths: HEADER.map(get_text_width),
         }
-        let mut table = b.build();
-        table.with(Style::psql());
-        writeln!(out, "{table}")?;
-        let diagnosed: Vec<&ConnectionReport> = report
-            .connections
-            .iter()
-            .filter(|c| !c.diagnosis.is_empty())
-            .collect();
-        if !diagnosed.is_empty() {
+    }
+
+    /// One connection, as [`render`] wrote it.
+    fn add(&mut self, rendered: &[u8]) -> io::Result<()> {
+        let mut rest = rendered;
+        for width in &mut self.widths {
+            let (cell, after) = split_cell(rest)?;
+            *width = (*width).max(get_text_width(cell));
+            rest = after;
+        }
+        let (row, why) = rendered.split_at(rendered.len() - rest.len());
+        self.rows.write_all(row)?;
+        self.why.write_all(why)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Prints the table (laid out by tabled as a whole-table `Style::psql()` would, with the
+    /// widths found), the "Why:" lines, then the summary of `head`.
+    fn finish(self, head: &Report, out: &mut dyn Write) -> io::Result<()> {
+        if self.count == 0 {
+            writeln!(out, "No WebSocket connections found.")?;
+        } else {
+            self.write_table(out)?;
+        }
+        write_summary(head, out)
+    }
+
+    /// The table and the "Why:" lines.
+    fn write_table(self, out: &mut dyn Write) -> io::Result<()> {
+        let mut rows = SpooledRows {
+            from: self.rows.read_back()?,
+            error: None,
+        };
+        let header = std::iter::once(HEADER.map(str::to_owned).to_vec());
+        let records = IterRecords::new(header.chain(&mut rows), COLUMNS, None);
+        let dims = StaticDimension::new(
+            // Each cell has one space of padding on either side.
+            DimensionValue::List(self.widths.iter().map(|w| w + 2).collect()),
+            DimensionValue::Exact(1),
+        );
+        let mut text = IoText { out, error: None };
+        let printed = IterGrid::new(records, psql(), dims, NoColors).build(&mut text);
+        if let Some(e) = rows.error.or(text.error) {
+            return Err(e);
+        }
+        printed.map_err(io::Error::other)?;
+        writeln!(out)?;
+        if self.why.len() > 0 {
             writeln!(out, "\nWhy:")?;
-            for c in diagnosed {
-                if let Some(d) = c.diagnosis.first() {
-                    writeln!(out, "  #{} {}: {}", c.id, d.id, terminal(&d.summary))?;
-                    writeln!(out, "      fix: {}", d.fix)?;
+            io::copy(&mut self.why.read_back()?, out)?;
+        }
+        Ok(())
+    }
+}
+
+/// tabled's layout for `Style::psql()`, taken from a table so styled.
+fn psql() -> SpannedConfig {
+    let mut styled = Builder::default().build();
+    styled.with(Style::psql());
+    SpannedConfig::clone(styled.get_config())
+}
+
+/// The first cell of `rendered` and what follows it.
+fn split_cell(rendered: &[u8]) -> io::Result<(&str, &[u8])> {
+    let bad = || io::Error::other("a table row was rendered short");
+    let (len, rest) = rendered.split_first_chunk::<4>().ok_or_else(bad)?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(bad());
+    }
+    let (cell, rest) = rest.split_at(len);
+    Ok((std::str::from_utf8(cell).map_err(io::Error::other)?, rest))
+}
+
+/// The rows of a [`Spooled`] table, read back one at a time; the first read error ends them and
+/// is kept.
+struct SpooledRows {
+    from: Box<dyn io::BufRead>,
+    error: Option<io::Error>,
+}
+
+impl Iterator for SpooledRows {
+    type Item = Vec<String>;
+
+    fn next(&mut self) -> Option<Vec<String>> {
+        let mut row = Vec::with_capacity(COLUMNS);
+        for _ in 0..COLUMNS {
+            let mut len = [0u8; 4];
+            match self.from.read_exact(&mut len) {
+                Ok(()) => {}
+                // The end of the rows is at the start of a row.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && row.is_empty() => {
+                    return None;
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    return None;
+                }
+            }
+            let mut cell = vec![0; u32::from_le_bytes(len) as usize];
+            if let Err(e) = self.from.read_exact(&mut cell) {
+                self.error = Some(e);
+                return None;
+            }
+            match String::from_utf8(cell) {
+                Ok(cell) => row.push(cell),
+                Err(e) => {
+                    self.error = Some(io::Error::other(e));
+                    return None;
                 }
             }
         }
+        Some(row)
     }
-    write_summary(report, out)
+}
+
+/// Bytes written once and read back once: an unnamed temporary file, or memory when none can be
+/// made.
+enum Spool {
+    File(io::BufWriter<std::fs::File>, u64),
+    Memory(Vec<u8>),
+}
+
+impl Spool {
+    fn new() -> Spool {
+        match tempfile::tempfile() {
+            Ok(f) => Spool::File(io::BufWriter::new(f), 0),
+            Err(_) => Spool::Memory(Vec::new()),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Spool::File(f, len) => {
+                *len += bytes.len() as u64;
+                f.write_all(bytes)
+            }
+            Spool::Memory(v) => {
+                v.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Spool::File(_, len) => *len,
+            Spool::Memory(v) => v.len() as u64,
+        }
+    }
+
+    fn read_back(self) -> io::Result<Box<dyn io::BufRead>> {
+        match self {
+            Spool::File(f, _) => {
+                let mut f = f.into_inner().map_err(io::IntoInnerError::into_error)?;
+                f.seek(io::SeekFrom::Start(0))?;
+                Ok(Box::new(io::BufReader::new(f)))
+            }
+            Spool::Memory(v) => Ok(Box::new(io::Cursor::new(v))),
+        }
+    }
+}
+
+/// tabled writes text (`fmt::Write`); this passes it on to bytes, keeping the first error.
+struct IoText<'a> {
+    out: &'a mut dyn Write,
+    error: Option<io::Error>,
+}
+
+impl std::fmt::Write for IoText<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.out.write_all(s.as_bytes()).map_err(|e| {
+            self.error.get_or_insert(e);
+            std::fmt::Error
+        })
+    }
 }
 
 pub fn write_summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -162,4 +387,129 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "error: {}", terminal(e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyzer::{Analyzer, Config};
+    use crate::capture::MergedReader;
+    use crate::report::model::{self, BuildOptions};
+    use crate::report::time::TimeFormat;
+
+    /// How the table was printed before it was streamed: every row in a tabled `Table`.
+    fn whole_table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        if report.connections.is_empty() {
+            writeln!(out, "No WebSocket connections found.")?;
+        } else {
+            let mut b = Builder::default();
+            b.push_record(HEADER);
+            for c in &report.connections {
+                b.push_record(row(c));
+            }
+            let mut table = b.build();
+            table.with(Style::psql());
+            writeln!(out, "{table}")?;
+            let diagnosed: Vec<&ConnectionReport> = report
+                .connections
+                .iter()
+                .filter(|c| !c.diagnosis.is_empty())
+                .collect();
+            if !diagnosed.is_empty() {
+                writeln!(out, "\nWhy:")?;
+                for c in diagnosed {
+                    if let Some(d) = c.diagnosis.first() {
+                        writeln!(out, "  #{} {}: {}", c.id, d.id, terminal(&d.summary))?;
+                        writeln!(out, "      fix: {}", d.fix)?;
+                    }
+                }
+            }
+        }
+        write_summary(report, out)
+    }
+
+    /// Every bundled capture's table, with and without the connections that are not WebSocket,
+    /// is the bytes a whole tabled `Table` printed.
+    #[test]
+    fn streamed_tables_are_whole_tables() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+        let mut rows = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .extension()
+                .is_some_and(|e| e == "pcap" || e == "pcapng")
+            {
+                continue;
+            }
+            let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
+            let mut analyzer = Analyzer::new(Config {
+                keep_non_websocket: true,
+                ..Config::default()
+            });
+            while let Some(p) = reader.next_packet().unwrap() {
+                analyzer.ingest(&p);
+            }
+            let analysis = analyzer.finish();
+            for all in [false, true] {
+                let files = vec![path.display().to_string()];
+                let opts = BuildOptions {
+                    files: &files,
+                    warnings: vec![],
+                    errors: vec![],
+                    time: TimeFormat::default(),
+                    all,
+                };
+                let report = model::build(&analysis, opts, |_| true).unwrap();
+                let (mut want, mut got) = (Vec::new(), Vec::new());
+                whole_table(&report, &mut want).unwrap();
+                write(&report, &mut got).unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap(),
+                    "{path:?} all: {all}"
+                );
+                rows += report.connections.len();
+            }
+        }
+        assert!(rows > 100, "{rows}");
+    }
+
+    proptest::proptest! {
+        /// Any cells (any text from the wire, escaped for a terminal as the rows are: wide
+        /// characters, combining marks, empty cells) are laid out as a whole tabled `Table` lays
+        /// them out, whether the rows wait on disk or in memory.
+        #[test]
+        fn spooled_rows_are_laid_out_as_a_whole_table(
+            rows in proptest::collection::vec(
+                (proptest::collection::vec(".{0,30}", COLUMNS), "[a-z #:]{0,20}"),
+                1..40,
+            ),
+            on_disk: bool,
+        ) {
+            let mut table = Spooled::new();
+            if !on_disk {
+                table.rows = Spool::Memory(Vec::new());
+                table.why = Spool::Memory(Vec::new());
+            }
+            let mut b = Builder::default();
+            b.push_record(HEADER);
+            let mut why = String::new();
+            for (cells, w) in &rows {
+                let cells: Vec<String> = cells.iter().map(|c| terminal(c).into_owned()).collect();
+                table.add(&frame(cells.iter().cloned(), w)).unwrap();
+                b.push_record(cells.clone());
+                why.push_str(w);
+            }
+            let mut whole = b.build();
+            whole.with(Style::psql());
+            let mut want = format!("{whole}\n");
+            if !why.is_empty() {
+                want.push_str(&format!("\nWhy:\n{why}"));
+            }
+            let mut got = Vec::new();
+            table.write_table(&mut got).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(got).unwrap(), want);
+        }
+    }
 }
