@@ -53,8 +53,10 @@ fn json_report_round_trips() {
 }
 
 /// The report printed connection by connection (`write_lazy`, what `analyze` does for the table,
-/// JSON, JSON lines and CSV) is byte for byte the report built whole, with a filter and with the diagnoses
-/// across connections (proxy legs, reconnect storms, mass closes) of the recorded fixtures.
+/// JSON, JSON lines and CSV) is byte for byte the report built whole, with a filter and with the
+/// diagnoses across connections (proxy legs, reconnect storms, mass closes) of the recorded
+/// fixtures. (Both ways print the table through the same spool; `report::table`'s tests compare
+/// it with a whole tabled `Table`.)
 #[test]
 fn lazy_report_prints_the_same_bytes() {
     use wsclose::report::{self, Format};

@@ -38,13 +38,13 @@ fn tcp_cell(e: &Option<TcpEvent>) -> String {
     )
 }
 
-fn row(c: &ConnectionReport) -> Vec<String> {
+fn row(c: &ConnectionReport) -> [String; COLUMNS] {
     let reason = c
         .first_close
         .as_ref()
         .map(|f| f.reason.as_str())
         .unwrap_or_default();
-    vec![
+    [
         c.id.to_string(),
         c.client.to_string(),
         c.server.to_string(),
@@ -86,9 +86,10 @@ const HEADER: [&str; COLUMNS] = [
 ];
 const COLUMNS: usize = 14;
 
-/// The table, the "Why:" lines and the summary of a whole report.
+/// The table, the "Why:" lines and the summary of a whole report (already in memory: so are its
+/// rows).
 pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    let mut table = Spooled::new();
+    let mut table = Spooled::new(Spool::memory);
     for c in &report.connections {
         table.add(&render(c))?;
     }
@@ -99,13 +100,14 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 /// threads), in flat memory: the rows wait in a temporary file while the column widths are found,
 /// instead of every connection's report waiting in memory.
 pub fn write_lazy(report: &LazyReport<'_>, threads: usize, out: &mut dyn Write) -> io::Result<()> {
-    let mut table = Spooled::new();
+    let mut table = Spooled::new(Spool::temporary_file);
     report.render_in_order(threads, &|c| Ok(render(c)), &mut |row| table.add(&row))?;
     table.finish(report.head(), out)
 }
 
 /// A connection's row and "Why:" lines, as [`Spooled::add`] reads them: each cell's length (4
-/// bytes, little-endian) and bytes, then the lines.
+/// bytes, little-endian) and bytes, then the lines. No cell holds a line break (the table's rows are
+/// one line high): the texts from the wire are escaped, the others are made here.
 fn render(c: &ConnectionReport) -> Vec<u8> {
     let why = c.diagnosis.first().map(|d| {
         format!(
@@ -130,9 +132,10 @@ fn frame(cells: impl IntoIterator<Item = String>, why: &str) -> Vec<u8> {
     v
 }
 
-/// The rows and "Why:" lines of the connections added so far, on disk (in memory if no temporary
-/// file can be made), and the width of each column.
+/// The rows and "Why:" lines of the connections added so far, in a [`Spool`] each, and the width of
+/// each column.
 struct Spooled {
+    /// Each row: its length (4 bytes, little-endian), then its cells as [`render`] framed them.
     rows: Spool,
     why: Spool,
     count: usize,
@@ -140,10 +143,10 @@ struct Spooled {
 }
 
 impl Spooled {
-    fn new() -> Spooled {
+    fn new(spool: impl Fn() -> Spool) -> Spooled {
         Spooled {
-            rows: Spool::new(),
-            why: Spool::new(),
+            rows: spool(),
+            why: spool(),
             count: 0,
             widths: HEADER.map(get_text_width),
         }
@@ -154,18 +157,19 @@ impl Spooled {
         let mut rest = rendered;
         for width in &mut self.widths {
             let (cell, after) = split_cell(rest)?;
+            debug_assert!(!cell.contains('\n'), "a table cell is one line: {cell:?}");
             *width = (*width).max(get_text_width(cell));
             rest = after;
         }
         let (row, why) = rendered.split_at(rendered.len() - rest.len());
-        self.rows.write_all(row)?;
-        self.why.write_all(why)?;
+        self.rows.write_all(&(row.len() as u32).to_le_bytes());
+        self.rows.write_all(row);
+        self.why.write_all(why);
         self.count += 1;
         Ok(())
     }
 
-    /// Prints the table (laid out by tabled as a whole-table `Style::psql()` would, with the
-    /// widths found), the "Why:" lines, then the summary of `head`.
+    /// Prints the table, the "Why:" lines, then the summary of `head`.
     fn finish(self, head: &Report, out: &mut dyn Write) -> io::Result<()> {
         if self.count == 0 {
             writeln!(out, "No WebSocket connections found.")?;
@@ -175,7 +179,8 @@ impl Spooled {
         write_summary(head, out)
     }
 
-    /// The table and the "Why:" lines.
+    /// The table, laid out by tabled as a whole-table `Style::psql()` would, with the widths found,
+    /// then the "Why:" lines.
     fn write_table(self, out: &mut dyn Write) -> io::Result<()> {
         let mut rows = SpooledRows {
             from: self.rows.read_back()?,
@@ -195,7 +200,7 @@ impl Spooled {
         }
         printed.map_err(io::Error::other)?;
         writeln!(out)?;
-        if self.why.len() > 0 {
+        if !self.why.is_empty() {
             writeln!(out, "\nWhy:")?;
             io::copy(&mut self.why.read_back()?, out)?;
         }
@@ -222,91 +227,125 @@ fn split_cell(rendered: &[u8]) -> io::Result<(&str, &[u8])> {
     Ok((std::str::from_utf8(cell).map_err(io::Error::other)?, rest))
 }
 
-/// The rows of a [`Spooled`] table, read back one at a time; the first read error ends them and
-/// is kept.
+/// The rows of a [`Spooled`] table, read back one at a time; the first error (a read, or a row that
+/// does not parse) ends them and is kept.
 struct SpooledRows {
     from: Box<dyn io::BufRead>,
     error: Option<io::Error>,
+}
+
+impl SpooledRows {
+    fn row(&mut self) -> io::Result<Option<Vec<String>>> {
+        // The end of the rows is at the start of a row; anywhere else it is an error.
+        if self.from.fill_buf()?.is_empty() {
+            return Ok(None);
+        }
+        let mut len = [0u8; 4];
+        self.from.read_exact(&mut len)?;
+        let mut framed = vec![0; u32::from_le_bytes(len) as usize];
+        self.from.read_exact(&mut framed)?;
+        let mut rest = &framed[..];
+        let mut row = Vec::with_capacity(COLUMNS);
+        for _ in 0..COLUMNS {
+            let (cell, after) = split_cell(rest)?;
+            row.push(cell.to_owned());
+            rest = after;
+        }
+        Ok(Some(row))
+    }
 }
 
 impl Iterator for SpooledRows {
     type Item = Vec<String>;
 
     fn next(&mut self) -> Option<Vec<String>> {
-        let mut row = Vec::with_capacity(COLUMNS);
-        for _ in 0..COLUMNS {
-            let mut len = [0u8; 4];
-            match self.from.read_exact(&mut len) {
-                Ok(()) => {}
-                // The end of the rows is at the start of a row.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && row.is_empty() => {
-                    return None;
-                }
-                Err(e) => {
-                    self.error = Some(e);
-                    return None;
-                }
-            }
-            let mut cell = vec![0; u32::from_le_bytes(len) as usize];
-            if let Err(e) = self.from.read_exact(&mut cell) {
-                self.error = Some(e);
-                return None;
-            }
-            match String::from_utf8(cell) {
-                Ok(cell) => row.push(cell),
-                Err(e) => {
-                    self.error = Some(io::Error::other(e));
-                    return None;
-                }
-            }
-        }
-        Some(row)
+        self.row().unwrap_or_else(|e| {
+            self.error = Some(e);
+            None
+        })
     }
 }
 
-/// Bytes written once and read back once: an unnamed temporary file, or memory when none can be
-/// made.
-enum Spool {
-    File(io::BufWriter<std::fs::File>, u64),
-    Memory(Vec<u8>),
+/// Bytes written once and read back once: in an unnamed temporary file while it can be written,
+/// in memory otherwise (none could be made, or a write failed: a full disk costs memory, not the
+/// report, as with the analyzer's spill).
+struct Spool {
+    file: Option<std::fs::File>,
+    /// Bytes written to the file; they come first.
+    on_disk: u64,
+    /// A write to the file failed: what follows `on_disk` there is ignored, and no more is written.
+    full: bool,
+    /// Bytes not on disk yet (up to [`SPOOL_CHUNK`]), or all those after a failed write.
+    memory: Vec<u8>,
+    /// Tests: writes to the file that succeed before every further one fails (a full disk).
+    #[cfg(test)]
+    writes_left: Option<u32>,
 }
+
+/// What a spool keeps in memory before it writes to its file (in tests, little: so that their
+/// rows go to the file and back).
+#[cfg(not(test))]
+const SPOOL_CHUNK: usize = 64 << 10;
+#[cfg(test)]
+const SPOOL_CHUNK: usize = 100;
 
 impl Spool {
-    fn new() -> Spool {
-        match tempfile::tempfile() {
-            Ok(f) => Spool::File(io::BufWriter::new(f), 0),
-            Err(_) => Spool::Memory(Vec::new()),
+    fn memory() -> Spool {
+        Spool {
+            file: None,
+            on_disk: 0,
+            full: false,
+            memory: Vec::new(),
+            #[cfg(test)]
+            writes_left: None,
         }
     }
 
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Spool::File(f, len) => {
-                *len += bytes.len() as u64;
-                f.write_all(bytes)
-            }
-            Spool::Memory(v) => {
-                v.extend_from_slice(bytes);
-                Ok(())
-            }
+    fn temporary_file() -> Spool {
+        Spool {
+            file: tempfile::tempfile().ok(),
+            ..Spool::memory()
         }
     }
 
-    fn len(&self) -> u64 {
-        match self {
-            Spool::File(_, len) => *len,
-            Spool::Memory(v) => v.len() as u64,
+    fn write_all(&mut self, bytes: &[u8]) {
+        self.memory.extend_from_slice(bytes);
+        if self.memory.len() < SPOOL_CHUNK || self.full {
+            return;
         }
+        let Some(file) = &mut self.file else { return };
+        #[cfg(test)]
+        let refused = match &mut self.writes_left {
+            Some(0) => true,
+            Some(left) => {
+                *left -= 1;
+                false
+            }
+            None => false,
+        };
+        #[cfg(not(test))]
+        let refused = false;
+        if !refused && file.write_all(&self.memory).is_ok() {
+            self.on_disk += self.memory.len() as u64;
+            self.memory.clear();
+        } else {
+            self.full = true;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.on_disk == 0 && self.memory.is_empty()
     }
 
     fn read_back(self) -> io::Result<Box<dyn io::BufRead>> {
-        match self {
-            Spool::File(f, _) => {
-                let mut f = f.into_inner().map_err(io::IntoInnerError::into_error)?;
-                f.seek(io::SeekFrom::Start(0))?;
-                Ok(Box::new(io::BufReader::new(f)))
+        let memory = io::Cursor::new(self.memory);
+        match self.file {
+            Some(mut file) if self.on_disk > 0 => {
+                file.seek(io::SeekFrom::Start(0))?;
+                let on_disk = io::BufReader::new(file.take(self.on_disk));
+                Ok(Box::new(on_disk.chain(memory)))
             }
-            Spool::Memory(v) => Ok(Box::new(io::Cursor::new(v))),
+            _ => Ok(Box::new(memory)),
         }
     }
 }
@@ -478,7 +517,8 @@ mod tests {
     proptest::proptest! {
         /// Any cells (any text from the wire, escaped for a terminal as the rows are: wide
         /// characters, combining marks, empty cells) are laid out as a whole tabled `Table` lays
-        /// them out, whether the rows wait on disk or in memory.
+        /// them out, whether the rows wait on disk, in memory, or first on a disk that fills up
+        /// and then in memory.
         #[test]
         fn spooled_rows_are_laid_out_as_a_whole_table(
             rows in proptest::collection::vec(
@@ -486,12 +526,13 @@ mod tests {
                 1..40,
             ),
             on_disk: bool,
+            full_after in proptest::option::of(0u32..5),
         ) {
-            let mut table = Spooled::new();
-            if !on_disk {
-                table.rows = Spool::Memory(Vec::new());
-                table.why = Spool::Memory(Vec::new());
-            }
+            let spool: fn() -> Spool = if on_disk { Spool::temporary_file } else { Spool::memory };
+            let mut table = Spooled::new(spool);
+            // A disk that fills up after a few writes: the rest waits in memory.
+            table.rows.writes_left = full_after;
+            table.why.writes_left = full_after;
             let mut b = Builder::default();
             b.push_record(HEADER);
             let mut why = String::new();
@@ -511,5 +552,57 @@ mod tests {
             table.write_table(&mut got).unwrap();
             proptest::prop_assert_eq!(String::from_utf8(got).unwrap(), want);
         }
+    }
+
+    /// A failed write of the output is returned as it came (a closed pipe must stay a closed
+    /// pipe: `analyze ... | head` ends quietly on it).
+    #[test]
+    fn output_errors_come_back_unchanged() {
+        struct ClosedPipe;
+        impl Write for ClosedPipe {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut table = Spooled::new(Spool::temporary_file);
+        table
+            .add(&frame((0..COLUMNS).map(|i| i.to_string()), ""))
+            .unwrap();
+        let e = table.write_table(&mut ClosedPipe).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    /// Spooled rows that end inside a row, or hold a row that does not parse, are an error, not a
+    /// shorter table.
+    #[test]
+    fn damaged_spools_are_errors() {
+        let row = frame((0..COLUMNS).map(|i| i.to_string()), "");
+        let mut whole = (row.len() as u32).to_le_bytes().to_vec();
+        whole.extend_from_slice(&row);
+        let read = |bytes: Vec<u8>| {
+            let mut rows = SpooledRows {
+                from: Box::new(io::Cursor::new(bytes)),
+                error: None,
+            };
+            let got: Vec<Vec<String>> = rows.by_ref().collect();
+            (got.len(), rows.error.map(|e| e.kind()))
+        };
+        assert_eq!(read(whole.repeat(2)), (2, None));
+        let cut = whole.len() * 2 - 3;
+        assert_eq!(
+            read(whole.repeat(2)[..cut].to_vec()),
+            (1, Some(io::ErrorKind::UnexpectedEof))
+        );
+        assert_eq!(
+            read(whole[..2].to_vec()),
+            (0, Some(io::ErrorKind::UnexpectedEof))
+        );
+        // A row whose length leaves out its last cell.
+        let mut short = ((row.len() - 1) as u32).to_le_bytes().to_vec();
+        short.extend_from_slice(&row[..row.len() - 1]);
+        assert_eq!(read(short), (0, Some(io::ErrorKind::Other)));
     }
 }
