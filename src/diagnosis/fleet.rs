@@ -187,8 +187,10 @@ fn ended_at(v: &View<'_>) -> Option<Timestamp> {
 /// Client addresses that held two connections to the same server at once: several clients behind
 /// one address (loopback, NAT), whose reconnects cannot be told apart into per-client chains.
 fn shared_addresses(views: &[View<'_>]) -> FxHashSet<(std::net::IpAddr, SocketAddr)> {
-    let mut spans: BTreeMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> =
-        BTreeMap::new();
+    // Hashed, not ordered: the answer is a set, and with tens of thousands of connections the
+    // ordered map's address comparisons (IPv6: 16-byte memcmp) were 4% of the rules' cost.
+    let mut spans: FxHashMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> =
+        FxHashMap::default();
     for v in views {
         let end = ended_at(v).unwrap_or(v.brief.last_packet);
         spans
