@@ -121,7 +121,9 @@ fn render(c: &ConnectionReport) -> Vec<u8> {
     frame(row(c), why.as_deref().unwrap_or_default())
 }
 
-/// The bytes [`render`] makes of a row's cells and "Why:" lines.
+/// The bytes [`render`] makes of a row's cells and "Why:" lines. Framed by hand rather than with
+/// postcard: the cells are plain strings, read back borrowed by [`split_row`], and four bytes of
+/// length each is all the format there is.
 fn frame(cells: impl IntoIterator<Item = String>, why: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(256 + why.len());
     for cell in cells {
@@ -154,14 +156,12 @@ impl Spooled {
 
     /// One connection, as [`render`] wrote it.
     fn add(&mut self, rendered: &[u8]) -> io::Result<()> {
-        let mut rest = rendered;
-        for width in &mut self.widths {
-            let (cell, after) = split_cell(rest)?;
+        let (cells, why) = split_row(rendered)?;
+        for (width, cell) in self.widths.iter_mut().zip(cells) {
             debug_assert!(!cell.contains('\n'), "a table cell is one line: {cell:?}");
             *width = (*width).max(get_text_width(cell));
-            rest = after;
         }
-        let (row, why) = rendered.split_at(rendered.len() - rest.len());
+        let row = &rendered[..rendered.len() - why.len()];
         self.rows.write_all(&(row.len() as u32).to_le_bytes());
         self.rows.write_all(row);
         self.why.write_all(why);
@@ -215,6 +215,16 @@ fn psql() -> SpannedConfig {
     SpannedConfig::clone(styled.get_config())
 }
 
+/// The cells of a row as [`frame`] wrote them, and what follows them.
+fn split_row(framed: &[u8]) -> io::Result<([&str; COLUMNS], &[u8])> {
+    let mut cells = [""; COLUMNS];
+    let mut rest = framed;
+    for cell in &mut cells {
+        (*cell, rest) = split_cell(rest)?;
+    }
+    Ok((cells, rest))
+}
+
 /// The first cell of `rendered` and what follows it.
 fn split_cell(rendered: &[u8]) -> io::Result<(&str, &[u8])> {
     let bad = || io::Error::other("a table row was rendered short");
@@ -244,14 +254,8 @@ impl SpooledRows {
         self.from.read_exact(&mut len)?;
         let mut framed = vec![0; u32::from_le_bytes(len) as usize];
         self.from.read_exact(&mut framed)?;
-        let mut rest = &framed[..];
-        let mut row = Vec::with_capacity(COLUMNS);
-        for _ in 0..COLUMNS {
-            let (cell, after) = split_cell(rest)?;
-            row.push(cell.to_owned());
-            rest = after;
-        }
-        Ok(Some(row))
+        let (cells, _) = split_row(&framed)?;
+        Ok(Some(cells.map(str::to_owned).to_vec()))
     }
 }
 
