@@ -3,6 +3,7 @@
 
 pub mod escape;
 pub mod html;
+mod json;
 pub mod markdown;
 pub mod model;
 pub mod redact;
@@ -11,8 +12,6 @@ pub mod time;
 pub mod timeline;
 
 use std::io::{self, Write};
-
-use serde::Serialize;
 
 pub use model::{ConnectionReport, LazyReport, Outcome, Report};
 
@@ -94,7 +93,7 @@ pub fn write_lazy(
 
 /// The pretty JSON of [`write`], with the connections rendered in parallel: serde_json's layout of
 /// the report around them (two-space indent; array elements on their own lines at depth 2), and
-/// each connection rendered by [`NestedPretty`] as if it stood at that depth.
+/// each connection rendered by [`json`] as if it stood at that depth.
 fn write_json_lazily(
     report: &LazyReport<'_>,
     threads: usize,
@@ -111,10 +110,7 @@ fn write_json_lazily(
     out.write_all(b"[")?;
     let element = |c: &ConnectionReport| -> io::Result<Vec<u8>> {
         let mut v = Vec::with_capacity(4096);
-        c.serialize(&mut serde_json::Serializer::with_formatter(
-            &mut v,
-            NestedPretty::at_depth(2),
-        ))?;
+        json::write_at_depth(c, 2, &mut v)?;
         Ok(v)
     };
     let mut first = true;
@@ -124,88 +120,6 @@ fn write_json_lazily(
         out.write_all(&v)
     })?;
     out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })
-}
-
-/// serde_json's `PrettyFormatter` with its two-space indent, but for a value that stands `depth`
-/// levels deep in an enclosing document: its inner lines get that many indents more. (The
-/// `PrettyFormatter` always starts at depth 0, and re-indenting its output afterwards costs a
-/// second copy of every byte.)
-struct NestedPretty {
-    depth: usize,
-    has_value: bool,
-}
-
-impl NestedPretty {
-    fn at_depth(depth: usize) -> Self {
-        NestedPretty {
-            depth,
-            has_value: false,
-        }
-    }
-
-    fn newline_and_indent<W: ?Sized + Write>(&self, w: &mut W, comma: bool) -> io::Result<()> {
-        const SPACES: &[u8] = &[b' '; 64];
-        w.write_all(if comma { b",\n" } else { b"\n" })?;
-        let mut n = 2 * self.depth;
-        while n > 0 {
-            let k = n.min(SPACES.len());
-            w.write_all(SPACES.get(..k).unwrap_or_default())?;
-            n -= k;
-        }
-        Ok(())
-    }
-}
-
-impl serde_json::ser::Formatter for NestedPretty {
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        w.write_all(b"[")
-    }
-
-    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.newline_and_indent(w, false)?;
-        }
-        w.write_all(b"]")
-    }
-
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.newline_and_indent(w, !first)
-    }
-
-    fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-
-    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        w.write_all(b"{")
-    }
-
-    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.newline_and_indent(w, false)?;
-        }
-        w.write_all(b"}")
-    }
-
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.newline_and_indent(w, !first)
-    }
-
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    fn end_object_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
 }
 
 fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(
