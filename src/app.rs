@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use std::sync::Arc;
 
-use crate::analyzer::{Analysis, Analyzer, Config};
+use crate::analyzer::{Analysis, Config};
 use crate::capture::MergedReader;
 use crate::cli::{Cli, Command, Filters, Input};
 use crate::parallel::{self, PacketSink};
@@ -122,7 +122,7 @@ fn port_of(addr: &str) -> Option<u16> {
     addr.parse::<SocketAddr>().ok().map(|a| a.port())
 }
 
-/// Threads at most: past a few, the one reading thread is the limit.
+/// Threads at most: past a few, the reading of the whole capture that each thread does is the limit.
 const MAX_THREADS: usize = 16;
 
 /// `--threads`, or every core.
@@ -199,23 +199,29 @@ fn read_all<S: PacketSink + ?Sized>(
     }
 }
 
-/// Reads the files once, on one core or with the flows analysed on `threads - 1` other cores.
+/// Reads the files and analyses them, on one core or on `threads`, each thread reading the files
+/// itself ([`parallel`]). `report`: see [`read_all`] (only the first thread reports).
 fn read_and_analyse(
-    reader: MergedReader,
+    files: &[std::path::PathBuf],
     config: &Config,
     threads: usize,
     progress: Option<&indicatif::ProgressBar>,
     report: bool,
-) -> (ReadOutcome, Analysis) {
-    if threads > 1 {
-        parallel::analyse_in_parallel(config, threads - 1, |sink| {
-            read_all(reader, sink, progress, report)
-        })
-    } else {
-        let mut analyzer = Analyzer::new(config.clone());
-        let read = read_all(reader, &mut analyzer, progress, report);
-        (read, analyzer.finish())
+) -> Result<(ReadOutcome, Analysis)> {
+    let open = || MergedReader::open(files).context("cannot read the capture");
+    let mut readers = vec![open()?];
+    for _ in 1..threads {
+        // A file that cannot be opened again (gone since) leaves fewer threads.
+        match open() {
+            Ok(reader) => readers.push(reader),
+            Err(_) => break,
+        }
     }
+    parallel::analyse_in_parallel(config, readers, |thread, reader, sink| {
+        let first = thread == 0;
+        read_all(reader, sink, progress.filter(|_| first), report && first)
+    })
+    .context("no reader")
 }
 
 /// Reads every file and hands the report to `emit`. Corruption inside a file is reported (stderr
@@ -236,7 +242,6 @@ fn analyze(
             ),
         }
     }
-    let reader = MergedReader::open(&input.files).context("cannot read the capture")?;
     let mut warnings_before = Vec::new();
     let keylog = match &input.keylog {
         Some(path) => {
@@ -270,13 +275,13 @@ fn analyze(
     };
     let threads = analysis_threads(input);
     let progress = progress_bar(&input.files);
-    let (first, mut analysis) = read_and_analyse(reader, &config, threads, progress.as_ref(), true);
+    let (first, mut analysis) =
+        read_and_analyse(&input.files, &config, threads, progress.as_ref(), true)?;
     if analysis.capped && threads > 1 {
         // A full flow table (or too many failed attempts) is handled by evicting or dropping
         // what depends on every flow at once: redo the run with one analyzer, so that the report
         // is the one a single core gives.
-        let reader = MergedReader::open(&input.files).context("cannot read the capture")?;
-        analysis = read_and_analyse(reader, &config, 1, None, false).1;
+        analysis = read_and_analyse(&input.files, &config, 1, None, false)?.1;
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();

@@ -44,9 +44,8 @@ pub struct Input {
     /// decrypt wss:// connections. Keys in pcapng Decryption Secrets Blocks are used without it.
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
-    /// Cores to use (default: all): one thread reads the capture and the flows are split across
-    /// analyzers on the others (and, a small share, on the reading one); the report is the same
-    /// byte for byte. Stdin is analysed on one.
+    /// Cores to use (default: all): each thread reads the capture and analyses its share of the
+    /// flows; the report is the same byte for byte. Stdin is analysed on one.
     #[arg(long, short = 'j', value_name = "N")]
     pub threads: Option<usize>,
 }

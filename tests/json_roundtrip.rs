@@ -214,14 +214,13 @@ fn shards_merge_into_the_single_analysis() {
         single.ingest(&packet(p));
     }
     let single = single.finish();
-    // What `parallel` does, on one thread: a router counts and routes, three shards analyse.
-    let mut router = Analyzer::new(config(None));
+    // What `parallel` does, on one thread: three shards each given every packet.
     let mut shards: Vec<Analyzer> = (0..3)
         .map(|index| Analyzer::new(config(Some(Shard { index, count: 3 }))))
         .collect();
     for p in &packets() {
-        if let Some((shard, _)) = router.route(&packet(p), 3) {
-            shards[shard as usize].ingest_routed(&packet(p), router.packets_seen());
+        for shard in &mut shards {
+            shard.ingest(&packet(p));
         }
     }
     let parts: Vec<Analysis> = shards.into_iter().map(Analyzer::finish).collect();
@@ -234,7 +233,7 @@ fn shards_merge_into_the_single_analysis() {
         assert!(!p.connections.is_empty(), "shard {i} got no connection");
         assert!(p.connections.len() < single.connections.len());
     }
-    let merged = Analysis::merge(std::iter::once(router.finish()).chain(parts).collect());
+    let merged = Analysis::merge(parts);
     let report =
         |analysis: &Analysis| serde_json::to_string(&whole_report(analysis, &path)).unwrap();
     assert_eq!(report(&merged), report(&single));

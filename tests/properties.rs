@@ -319,7 +319,8 @@ proptest! {
         let mut single = Analyzer::new(config.clone());
         feed(&mut single);
         let single = single.finish();
-        let ((), split) = parallel::analyse_in_parallel(&config, analyzers, feed);
+        let ((), split) =
+            parallel::analyse_in_parallel(&config, vec![(); analyzers], |_, (), sink| feed(sink)).unwrap();
         prop_assert!(!split.capped);
         prop_assert_eq!(report_json(&split), report_json(&single));
     }
@@ -354,7 +355,8 @@ proptest! {
         prop_assert!(got.connections.is_empty(), "kept in memory although spilling");
         prop_assert_eq!(report_json(&got), report_json(&want));
         prop_assert_eq!(got.stats.lone_syns, want.stats.lone_syns);
-        let ((), split) = parallel::analyse_in_parallel(&spill, analyzers, feed);
+        let ((), split) =
+            parallel::analyse_in_parallel(&spill, vec![(); analyzers], |_, (), sink| feed(sink)).unwrap();
         prop_assert_eq!(report_json(&split), report_json(&want));
     }
 }

@@ -71,10 +71,10 @@ fn linger_from(t: Timestamp) -> Timestamp {
     Timestamp::from_nanos(t.nanos().saturating_add((SPILL_LINGER_S * 1e9) as i64))
 }
 
-/// One of `count` analyzers, each given the packets of the flows whose key hashes to its `index`
-/// by a reader that counts what belongs to no flow ([`Analyzer::route`],
-/// [`Analyzer::ingest_routed`]). [`Analysis::merge`] puts the analyses back together into exactly
-/// what one analyzer would have found (unless one hit a cap: [`Analysis::capped`]).
+/// One of `count` analyzers, each given every packet and analysing the flows whose key hashes to
+/// its `index` ([`crate::parallel`]); the first also counts what belongs to no flow (packets,
+/// bytes, times, skipped packets). [`Analysis::merge`] puts the analyses back together into
+/// exactly what one analyzer would have found (unless one hit a cap: [`Analysis::capped`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     pub index: u32,
@@ -360,54 +360,35 @@ impl Analyzer {
 
     pub fn ingest(&mut self, packet: &Packet<'_>) {
         self.packet_index += 1;
-        self.count(packet);
+        // Of several analyzers of one capture, only the first counts what is not per flow.
+        let counts_packets = self.config.shard.is_none_or(|s| s.index == 0);
+        if counts_packets {
+            self.count(packet);
+        }
         // Matched here rather than passed up through an `Option`: each move of a `TcpSegment`
         // (about 100 bytes) costs a few dozen instructions, on every packet.
         match decode::decode(packet.linktype, packet.data) {
-            Ok(seg) => self.track(&seg, packet),
-            Err(skip) => self.skipped(skip),
-        }
-        if self.sweeping && packet.ts >= self.next_sweep {
-            self.tick(packet.ts);
-        }
-    }
-
-    /// Several cores, reading side: counts `packet` as [`Analyzer::ingest`] would (what is not per
-    /// flow: packets, bytes, times, skipped packets) and says which of `count` analyzers its flow
-    /// belongs to, with its decoded segment; `None` for a packet that is no TCP segment (counted
-    /// as skipped).
-    pub fn route<'p>(&mut self, packet: &Packet<'p>, count: u32) -> Option<(u32, TcpSegment<'p>)> {
-        self.packet_index += 1;
-        self.count(packet);
-        match decode::decode(packet.linktype, packet.data) {
-            Ok(seg) => Some((Shard::of(&flow_key(seg.src, seg.dst), count), seg)),
+            Ok(seg) => {
+                if self.owns(&seg) {
+                    self.track(&seg, packet);
+                }
+            }
             Err(skip) => {
-                self.skipped(skip);
-                None
+                if counts_packets {
+                    self.skipped(skip);
+                }
             }
         }
-    }
-
-    /// Packets given to [`Analyzer::ingest`] or [`Analyzer::route`] so far.
-    pub fn packets_seen(&self) -> u64 {
-        self.packet_index
-    }
-
-    /// Several cores, analysing side: a packet that [`Analyzer::route`] gave this analyzer (the
-    /// shard set in its [`Config`]); `index` is its position among all packets, from 1.
-    pub fn ingest_routed(&mut self, packet: &Packet<'_>, index: u64) {
-        if let Ok(seg) = decode::decode(packet.linktype, packet.data) {
-            self.track_routed(&seg, packet, index);
-        }
-    }
-
-    /// [`Analyzer::ingest_routed`] for a segment already decoded by the router (on its thread).
-    pub fn track_routed(&mut self, seg: &TcpSegment<'_>, packet: &Packet<'_>, index: u64) {
-        self.packet_index = index;
-        self.track(seg, packet);
         if self.sweeping && packet.ts >= self.next_sweep {
             self.tick(packet.ts);
         }
+    }
+
+    /// Whether the flow of `seg` is this analyzer's to analyse.
+    fn owns(&self, seg: &TcpSegment<'_>) -> bool {
+        self.config
+            .shard
+            .is_none_or(|s| Shard::of(&flow_key(seg.src, seg.dst), s.count) == s.index)
     }
 
     /// Spilling: about once a second of capture time (the callers compare with `next_sweep`, one
