@@ -70,13 +70,19 @@ impl Pretty<'_> {
         /// A comma, a new line and the deepest indent the report has, with room to spare.
         const LINE: &[u8; 2 + 32] = b",\n                                ";
         let indent = 2 * self.depth;
-        match LINE.get(usize::from(!comma)..2 + indent) {
-            Some(line) => self.out.extend_from_slice(line),
-            None => {
-                self.out
-                    .extend_from_slice(if comma { b",\n" } else { b"\n" });
-                self.out.resize(self.out.len() + indent, b' ');
+        if indent <= LINE.len() - 2 {
+            // All of `LINE`, then cut back: a copy of a known length is a few moves, where one of
+            // a length known only now is a call to `memcpy` (one per line of the report).
+            let keep = self.out.len() + usize::from(comma) + 1 + indent;
+            if comma {
+                self.out.extend_from_slice(LINE);
+            } else {
+                self.out.extend_from_slice(&LINE[1..]);
             }
+            self.out.truncate(keep);
+        } else {
+            self.out.extend_from_slice(if comma { b",\n" } else { b"\n" });
+            self.out.resize(self.out.len() + indent, b' ');
         }
     }
 
