@@ -81,7 +81,8 @@ impl Pretty<'_> {
             }
             self.out.truncate(keep);
         } else {
-            self.out.extend_from_slice(if comma { b",\n" } else { b"\n" });
+            self.out
+                .extend_from_slice(if comma { b",\n" } else { b"\n" });
             self.out.resize(self.out.len() + indent, b' ');
         }
     }
