@@ -209,7 +209,16 @@ fn read_and_analyse(
     report: bool,
 ) -> Result<(ReadOutcome, Analysis)> {
     let open = || MergedReader::open(files).context("cannot read the capture");
-    let mut readers = vec![open()?];
+    let first = open()?;
+    // Each thread reads the files again: only regular files can be read again (a named pipe
+    // would hand each reader part of the stream), and a compressed one would be decompressed
+    // once per thread, where decompressing, not analysing, is the slow part.
+    let rereadable = files
+        .iter()
+        .all(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file()))
+        && !first.files().iter().any(|f| f.is_gzip());
+    let threads = if rereadable { threads } else { 1 };
+    let mut readers = vec![first];
     for _ in 1..threads {
         // A file that cannot be opened again (gone since) leaves fewer threads.
         match open() {

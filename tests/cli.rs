@@ -374,6 +374,49 @@ fn threads_do_not_change_any_report() {
         .stdout
     };
     assert!(gzip("4") == gzip("1") && gzip("1").len() > 200);
+
+    // A named pipe (`<(zcat file)`, `mkfifo`) cannot be read once per thread: each reader would
+    // get part of the stream. It is read once, whatever `-j` says.
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("storm.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let writer = {
+            let (fifo, bytes) = (fifo.clone(), bytes.clone());
+            std::thread::spawn(move || std::fs::write(fifo, bytes).unwrap())
+        };
+        // Opened a second time, a pipe whose writer is gone blocks: the run is given a minute.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsclose"))
+            .args([
+                "analyze",
+                "--format",
+                "csv",
+                "-j",
+                "4",
+                fifo.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("a named pipe read by 4 threads: no end after a minute");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let piped = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(piped.status.success());
+        let file = wsclose(&["analyze", "--format", "csv", "-j", "1", a.to_str().unwrap()]).stdout;
+        assert!(file.len() > 200);
+        assert!(piped.stdout == file, "a named pipe read by 4 threads");
+    }
 }
 
 /// Without a usable temporary directory, finished connections stay in memory: the same report, on
