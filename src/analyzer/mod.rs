@@ -63,9 +63,12 @@ pub struct Config {
 }
 
 /// Capture seconds an ended connection stays in the flow table for its last packets (the final
-/// ACKs) before it is spilled. A packet of its flow that comes later still finds it: it is read
-/// back (see [`Analyzer::resurrect`]), so the result never depends on this.
-const SPILL_LINGER_S: f64 = 10.0;
+/// ACKs, a retransmitted FIN) before it is spilled. A packet of its flow that comes later still
+/// finds it: it is read back (see [`Analyzer::resurrect`]), so the result never depends on this,
+/// only memory and time do. With 10 s, on a capture of 21,052 short connections (7,820 open at
+/// once), ended connections waiting out their linger were half of the flow table: peak RSS 57.8
+/// MiB, against 46.3 MiB with 2 s, for 560 connections read back (2.7%) and the same time.
+const SPILL_LINGER_S: f64 = 2.0;
 
 fn linger_from(t: Timestamp) -> Timestamp {
     Timestamp::from_nanos(t.nanos().saturating_add((SPILL_LINGER_S * 1e9) as i64))
