@@ -1515,7 +1515,18 @@ impl FileReader {
     /// all of wsclose's instructions on a large capture; a record already in the buffer needs none
     /// of that. Whatever is not a plain packet record or EPB, whole and sound, ends the loop
     /// before it ([`fast_record`]), so the general path reads it, with its warnings and errors.
-    pub fn shared_batch(&mut self, mut each: impl FnMut(SharedPacket<'_>)) -> usize {
+    pub fn shared_batch(&mut self, each: impl FnMut(SharedPacket<'_>)) -> usize {
+        self.shared_batch_while(|_| true, each)
+    }
+
+    /// [`FileReader::shared_batch`], stopping before the first packet whose time `keep` refuses
+    /// (that packet is left for the next call): a merge of several files takes a file's packets
+    /// this way while they come before every other file's next one.
+    pub fn shared_batch_while(
+        &mut self,
+        keep: impl Fn(Timestamp) -> bool,
+        mut each: impl FnMut(SharedPacket<'_>),
+    ) -> usize {
         if self.done
             || self.head.is_some()
             || matches!(&self.format, Format::Pcap(p) if p.variant.record_header_len() != PCAP_RECORD_HEADER_LEN)
@@ -1536,6 +1547,9 @@ impl FileReader {
             let Some(data) = buf.get(at + h.data_off..at + h.data_off + h.data_len) else {
                 break;
             };
+            if !keep(h.ts) {
+                break;
+            }
             if last_ts.is_some_and(|prev| h.ts < prev) {
                 backwards += 1;
             }

@@ -93,13 +93,28 @@ impl MergedReader {
         }
     }
 
-    /// With a single file, the packets already whole in its buffer, in one loop
-    /// ([`FileReader::shared_batch`]); 0 when there are none or when several files are merged.
+    /// The packets already whole in the buffer of the file read last, in one loop
+    /// ([`FileReader::shared_batch`]), as long as they come before the next packet of every other
+    /// file; 0 when there are none (then [`MergedReader::next_packet_shared`] picks the next file).
+    ///
+    /// Rotated files follow each other in time, so nearly all of a merge goes this way: a pick
+    /// through the heap for every packet made four rotated files a quarter slower than the same
+    /// packets in one file.
     pub fn shared_batch(&mut self, each: impl FnMut(SharedPacket<'_>)) -> usize {
-        match self.files.as_mut_slice() {
-            [only] => only.shared_batch(each),
-            _ => 0,
+        if let [only] = self.files.as_mut_slice() {
+            return only.shared_batch(each);
         }
+        // Only right after a packet was taken from file `i` (its next packet not peeked yet), the
+        // other files' next packets all in the heap.
+        let [i] = self.to_peek[..] else {
+            return 0;
+        };
+        let other = self.heap.peek().map(|Reverse(head)| *head);
+        let Some(file) = self.files.get_mut(i) else {
+            return 0;
+        };
+        // As the heap orders them: by time, ties to the earlier file.
+        file.shared_batch_while(|ts| other.is_none_or(|other| (ts, i) < other), each)
     }
 
     /// The file whose peeked packet comes next in time.
@@ -231,6 +246,63 @@ mod tests {
         let s = m.stats();
         assert_eq!((s.packets, s.bytes, s.time_backwards), (8, 8, 0));
         assert!(m.next_packet().unwrap().is_none());
+    }
+
+    /// Reads as `app::read_all` does: batches while there are, one packet through the heap
+    /// otherwise.
+    fn drain_batched(m: &mut MergedReader) -> Vec<(i64, u32, u8)> {
+        let mut packets = Vec::new();
+        loop {
+            let n = m.shared_batch(|p| {
+                packets.push((p.packet.ts.nanos(), p.packet.linktype, p.packet.data[0]))
+            });
+            if n > 0 {
+                continue;
+            }
+            match m.next_packet_shared().unwrap() {
+                Some(p) => packets.push((p.packet.ts.nanos(), p.packet.linktype, p.packet.data[0])),
+                None => break,
+            }
+        }
+        packets
+    }
+
+    proptest::proptest! {
+        /// Files that follow each other, overlap, tie and go back in time: taken in batches, their
+        /// packets come in the order of a pick through the heap for every packet.
+        #[test]
+        fn batches_keep_the_merge_order(
+            files in proptest::collection::vec(
+                proptest::collection::vec((0u32..40, proptest::prelude::any::<u8>()), 0..30),
+                1..5,
+            ),
+            offsets in proptest::collection::vec(0u32..100, 5),
+        ) {
+            let bytes: Vec<Vec<u8>> = files
+                .iter()
+                .zip(&offsets)
+                .map(|(packets, &off)| {
+                    let shifted: Vec<(u32, u8)> =
+                        packets.iter().map(|&(us, tag)| (us + off, tag)).collect();
+                    pcap_us(&shifted)
+                })
+                .collect();
+            let open = || {
+                MergedReader::from_readers(
+                    bytes.iter().map(|b| file("f.pcap", b.clone())).collect(),
+                )
+            };
+            let mut reference = open();
+            let (one_by_one, errors) = drain(&mut reference);
+            proptest::prop_assert!(errors.is_empty());
+            let mut batched = open();
+            proptest::prop_assert_eq!(drain_batched(&mut batched), one_by_one);
+            let (got, want) = (batched.stats(), reference.stats());
+            proptest::prop_assert_eq!(
+                (got.packets, got.bytes, got.time_backwards),
+                (want.packets, want.bytes, want.time_backwards)
+            );
+        }
     }
 
     #[test]
