@@ -1,9 +1,10 @@
 //! Pretty JSON for the connections of a report, written straight into a byte vector: the same
 //! bytes as serde_json's pretty printer (two-space indent) for a value that stands `depth` levels
-//! deep in an enclosing document, in about half the instructions.
+//! deep in an enclosing document, in a sixth fewer instructions (1,012 M to about 835 M for the
+//! 21,052 connections of the independent generator's capture; BENCHMARKS.md, session 8).
 //!
-//! Why not serde_json itself: with tens of thousands of short connections the JSON report was a
-//! third of a run (the report of a connection is about 4 KB, ~170 keys and strings). serde_json
+//! Why not serde_json itself: with tens of thousands of short connections, writing the JSON was a
+//! third of a run's instructions (the report of a connection is about 4 KB, ~170 keys and strings). serde_json
 //! pays for each key and string through its `Formatter` and `io::Write` layers and looks strings
 //! over one byte at a time; here a struct key is one append, and strings are checked for what
 //! needs escaping eight bytes at a time. Numbers are still written by serde_json's own
