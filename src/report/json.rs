@@ -4,13 +4,13 @@
 //! 21,052 connections of the independent generator's capture; BENCHMARKS.md, session 8).
 //!
 //! Why not serde_json itself: with tens of thousands of short connections, writing the JSON was a
-//! third of a run's instructions (the report of a connection is about 4 KB, ~170 keys and strings). serde_json
-//! pays for each key and string through its `Formatter` and `io::Write` layers and looks strings
-//! over one byte at a time; here a struct key is one append, and strings are checked for what
-//! needs escaping eight bytes at a time. Numbers are still written by serde_json's own
-//! formatter, so that they are the same digits. `tests::same_bytes_as_serde_json` and the
-//! report tests (lazy against whole reports, which serde_json prints) hold the two to the same
-//! bytes.
+//! third of a run's instructions (the report of a connection is about 4 KB, ~170 keys and
+//! strings). serde_json pays for each key and string through its `Formatter` and `io::Write`
+//! layers and looks strings over one byte at a time; here a struct key is one append, and strings
+//! are checked for what needs escaping eight bytes at a time. Numbers are still written by
+//! serde_json's own formatter, so that they are the same digits. `tests::same_bytes_as_serde_json`
+//! and the report tests (lazy against whole reports, which serde_json prints) hold the two to the
+//! same bytes.
 
 use std::fmt;
 
