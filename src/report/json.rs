@@ -65,6 +65,15 @@ macro_rules! number {
     }};
 }
 
+/// The `Serializer` methods of the integer types.
+macro_rules! integers {
+    ($($method:ident($t:ty) => $write:ident),*) => {$(
+        fn $method(self, v: $t) -> Result<(), Error> {
+            number!(self, $write, v)
+        }
+    )*};
+}
+
 impl Pretty<'_> {
     /// A new line at the current depth, after a comma when it is not the first element.
     fn line(&mut self, comma: bool) {
@@ -246,36 +255,18 @@ impl<'s, 'o> ser::Serializer for &'s mut Pretty<'o> {
             .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        number!(self, write_i8, v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        number!(self, write_i16, v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        number!(self, write_i32, v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        number!(self, write_i64, v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Error> {
-        number!(self, write_i128, v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        number!(self, write_u8, v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        number!(self, write_u16, v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        number!(self, write_u32, v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        number!(self, write_u64, v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Error> {
-        number!(self, write_u128, v)
-    }
+    integers!(
+        serialize_i8(i8) => write_i8,
+        serialize_i16(i16) => write_i16,
+        serialize_i32(i32) => write_i32,
+        serialize_i64(i64) => write_i64,
+        serialize_i128(i128) => write_i128,
+        serialize_u8(u8) => write_u8,
+        serialize_u16(u16) => write_u16,
+        serialize_u32(u32) => write_u32,
+        serialize_u64(u64) => write_u64,
+        serialize_u128(u128) => write_u128
+    );
     /// Not finite: `null`, as serde_json writes it.
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
         if !v.is_finite() {
@@ -440,49 +431,49 @@ impl<'s, 'o> Compound<'s, 'o> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
+// serde's traits for the kinds of compound: every one is a list of elements or of entries.
+macro_rules! elements {
+    ($($kind:ident :: $method:ident),*) => {$(
+        impl ser::$kind for Compound<'_, '_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+macro_rules! fields {
+    ($($kind:ident),*) => {$(
+        impl ser::$kind for Compound<'_, '_> {
+            type Ok = ();
+            type Error = Error;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Error> {
+                self.entry(key, value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
@@ -496,36 +487,6 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         value.serialize(&mut *self.ser)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.entry(key, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.entry(key, value)
     }
     fn end(self) -> Result<(), Error> {
         self.finish()
