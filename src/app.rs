@@ -175,14 +175,14 @@ fn read_all<S: PacketSink + ?Sized>(
             }
         }
         let batch = reader.shared_batch(|shared| {
-            sink.packet(&shared.packet, shared.buffer, shared.at);
+            sink.packet(&shared.packet);
         });
         if batch > 0 {
             since_update = since_update.saturating_add(batch as u32);
             continue;
         }
         match reader.next_packet_shared() {
-            Ok(Some(shared)) => sink.packet(&shared.packet, shared.buffer, shared.at),
+            Ok(Some(shared)) => sink.packet(&shared.packet),
             Ok(None) => break,
             Err(e) => {
                 if report {
@@ -227,8 +227,13 @@ fn read_and_analyse(
         }
     }
     parallel::analyse_in_parallel(config, readers, |thread, reader, sink| {
-        let first = thread == 0;
-        read_all(reader, sink, progress.filter(|_| first), report && first)
+        let reports = thread == 0;
+        read_all(
+            reader,
+            sink,
+            progress.filter(|_| reports),
+            report && reports,
+        )
     })
     .context("no reader")
 }

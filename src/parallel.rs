@@ -11,8 +11,6 @@
 //! itself only pays the header walk of the packets of other threads, and shares nothing until the
 //! merge.
 
-use std::sync::Arc;
-
 use crate::analyzer::{Analysis, Analyzer, Config, Shard};
 use crate::capture::Packet;
 
@@ -20,8 +18,7 @@ use crate::capture::Packet;
 pub trait PacketSink {
     /// TLS secrets read from the capture (pcapng Decryption Secrets Block), for the packets after.
     fn secrets(&mut self, text: &str);
-    /// A packet, whose bytes are `buffer[at..]`.
-    fn packet(&mut self, packet: &Packet<'_>, buffer: &Arc<Vec<u8>>, at: usize);
+    fn packet(&mut self, packet: &Packet<'_>);
 }
 
 impl PacketSink for Analyzer {
@@ -29,7 +26,7 @@ impl PacketSink for Analyzer {
         self.add_secrets(text);
     }
 
-    fn packet(&mut self, packet: &Packet<'_>, _: &Arc<Vec<u8>>, _: usize) {
+    fn packet(&mut self, packet: &Packet<'_>) {
         self.ingest(packet);
     }
 }
@@ -105,7 +102,7 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
         let mut reader = MergedReader::open(&[path]).unwrap();
         while let Some(p) = reader.next_packet_shared().unwrap() {
-            sink.packet(&p.packet, p.buffer, p.at);
+            sink.packet(&p.packet);
         }
     }
 

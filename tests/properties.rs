@@ -271,15 +271,14 @@ fn feed_frames(
     times: &[Timestamp],
 ) {
     for (data, &ts) in frames.iter().zip(times) {
-        let buffer = std::sync::Arc::new(data.clone());
         let packet = Packet {
             ts,
             precision: Precision::Micro,
             linktype: linktype::ETHERNET,
-            data: &buffer,
+            data,
             orig_len: data.len() as u32,
         };
-        sink.packet(&packet, &buffer, 0);
+        sink.packet(&packet);
     }
 }
 
