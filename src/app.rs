@@ -133,16 +133,6 @@ fn threads(input: &Input) -> usize {
         .clamp(1, MAX_THREADS)
 }
 
-/// Threads for reading and analysing `input`. Stdin gets one: with several analyzers, a run that
-/// hits a cap is redone on one core, and stdin cannot be read twice.
-fn analysis_threads(input: &Input) -> usize {
-    if input.files.iter().any(|f| f.as_os_str() == "-") {
-        1
-    } else {
-        threads(input)
-    }
-}
-
 /// What reading the files said about them (as opposed to the packets).
 struct ReadOutcome {
     errors: Vec<String>,
@@ -210,9 +200,10 @@ fn read_and_analyse(
 ) -> Result<(ReadOutcome, Analysis)> {
     let open = || MergedReader::open(files).context("cannot read the capture");
     let first = open()?;
-    // Each thread reads the files again: only regular files can be read again (a named pipe
-    // would hand each reader part of the stream), and a compressed one would be decompressed
-    // once per thread, where decompressing, not analysing, is the slow part.
+    // Each thread reads the files again: only regular files can be read again (stdin or a named
+    // pipe would hand each reader part of the stream), and a compressed one would be
+    // decompressed once per thread, where decompressing, not analysing, is the slow part. One
+    // thread sees every flow, so its run never has to be redone (see `analyze`).
     let rereadable = files
         .iter()
         .all(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file()))
@@ -287,7 +278,7 @@ fn analyze(
         spill: true,
         ..Config::default()
     };
-    let threads = analysis_threads(input);
+    let threads = threads(input);
     let progress = progress_bar(&input.files);
     let (first, mut analysis) =
         read_and_analyse(&input.files, &config, threads, progress.as_ref(), true)?;

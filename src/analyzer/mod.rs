@@ -387,7 +387,9 @@ impl Analyzer {
         }
     }
 
-    /// Whether the flow of `seg` is this analyzer's to analyse.
+    /// Whether the flow of `seg` is this analyzer's to analyse. (Its key is worked out again in
+    /// `track_flow`: handing the 64-byte key down instead cost one core 1% more instructions,
+    /// where only several analyzers gain.)
     fn owns(&self, seg: &TcpSegment<'_>) -> bool {
         self.config
             .shard

@@ -356,8 +356,7 @@ impl<'s, 'o> ser::Serializer for &'s mut Pretty<'o> {
         variant: &'static str,
         len: usize,
     ) -> Result<Compound<'s, 'o>, Error> {
-        self.variant_entry(variant);
-        Ok(Compound::open(self, b'[', Some(len), true))
+        Ok(Compound::in_variant(self, variant, b'[', len))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Compound<'s, 'o>, Error> {
         Ok(Compound::open(self, b'{', len, false))
@@ -372,8 +371,7 @@ impl<'s, 'o> ser::Serializer for &'s mut Pretty<'o> {
         variant: &'static str,
         len: usize,
     ) -> Result<Compound<'s, 'o>, Error> {
-        self.variant_entry(variant);
-        Ok(Compound::open(self, b'{', Some(len), true))
+        Ok(Compound::in_variant(self, variant, b'{', len))
     }
 }
 
@@ -404,6 +402,12 @@ impl<'s, 'o> Compound<'s, 'o> {
             closed,
             in_variant,
         }
+    }
+
+    /// A compound that is the value of a one-entry object named after an enum variant.
+    fn in_variant(ser: &'s mut Pretty<'o>, variant: &str, open: u8, len: usize) -> Self {
+        ser.variant_entry(variant);
+        Compound::open(ser, open, Some(len), true)
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
