@@ -293,6 +293,112 @@ fn times_of(n: usize, gaps: &[i64]) -> Vec<Timestamp> {
         .collect()
 }
 
+/// A connection quiet for minutes while its decoders hold something of everything (a ping
+/// waiting for its pong, half a frame, bytes held behind a hole) is put to sleep on disk and
+/// woken on its next packet as it was: the report is the one of an analyzer that kept it in
+/// memory. A segment long past the end of an ended connection starts a new one, in both.
+#[test]
+fn a_connection_put_to_sleep_wakes_as_it_was() {
+    let c = (C.0, 40_123);
+    let (cs, ss) = (5_000u32, S_ISN);
+    let (req, resp) = {
+        let f = flights();
+        (f[0].1.clone(), f[1].1.clone())
+    };
+    let ping = masked(9, b"are you there");
+    let text = plain(1, b"hello, world");
+    let (cs1, ss1) = (cs + 1 + req.len() as u32, ss + 1 + resp.len() as u32);
+    let cs2 = cs1 + ping.len() as u32;
+    let close = masked(8, b"\x03\xe8bye");
+    let reply = plain(8, b"\x03\xe8ok");
+    let pong = plain(10, b"are you there");
+    let ss2 = ss1 + text.len() as u32;
+    let ss3 = ss2 + pong.len() as u32;
+    let cs3 = cs2 + close.len() as u32;
+    let other = ([10, 9, 9, 9], 50_000);
+    let mut packets = vec![
+        frame(c, S, cs, 0, 0x02, b""),
+        frame(S, c, ss, cs + 1, 0x12, b""),
+        frame(c, S, cs + 1, ss + 1, 0x18, &req),
+        frame(S, c, ss + 1, cs1, 0x18, &resp),
+        frame(c, S, cs1, ss1, 0x18, &ping),
+        // The frame's head, then its tail ahead of a hole.
+        frame(S, c, ss1, cs2, 0x18, &text[..4]),
+        frame(S, c, ss1 + 8, cs2, 0x18, &text[8..]),
+    ];
+    let quiet_from = packets.len();
+    // Minutes later: another flow's packet (the analyzer notices the quiet), then the hole filled.
+    packets.push(frame(other, S, 1, 0, 0x02, b""));
+    packets.extend([
+        frame(S, c, ss1 + 4, cs2, 0x18, &text[4..8]),
+        frame(S, c, ss2, cs2, 0x18, &pong),
+        frame(c, S, cs2, ss3, 0x18, &close),
+        frame(S, c, ss3, cs3, 0x18, &reply),
+        frame(S, c, ss3 + reply.len() as u32, cs3, 0x11, b""),
+        frame(c, S, cs3, ss3 + reply.len() as u32 + 1, 0x11, b""),
+    ]);
+    let late_from = packets.len();
+    // Long after the end: the client's data again (a new connection seen mid-stream).
+    packets.push(frame(c, S, cs2, ss3, 0x18, &close));
+    let mut gaps = vec![0i64; packets.len()];
+    gaps[quiet_from] = 200;
+    gaps[late_from] = 300;
+    let times = times_of(packets.len(), &gaps);
+
+    let memory = Config {
+        keep_non_websocket: true,
+        ..Config::default()
+    };
+    let mut want = Analyzer::new(memory.clone());
+    feed_frames(&mut want, &packets, &times);
+    let want = want.finish();
+    let mut got = Analyzer::new(Config {
+        spill: true,
+        ..memory
+    });
+    feed_frames(
+        &mut got,
+        &packets[..quiet_from + 1],
+        &times[..quiet_from + 1],
+    );
+    assert_eq!(
+        got.sleeping(),
+        1,
+        "the quiet connection was not put to sleep"
+    );
+    feed_frames(
+        &mut got,
+        &packets[quiet_from + 1..late_from],
+        &times[quiet_from + 1..late_from],
+    );
+    assert_eq!(got.sleeping(), 0, "its next packet woke it");
+    feed_frames(&mut got, &packets[late_from..], &times[late_from..]);
+    let got = got.finish();
+    assert_eq!(report_json(&got), report_json(&want));
+
+    let report = common::report_of(&want, "mem", true);
+    let ws: Vec<_> = report
+        .connections
+        .iter()
+        .filter(|r| r.client.ends_with(":40123"))
+        .collect();
+    assert_eq!(
+        ws.len(),
+        2,
+        "the late segment starts a connection of its own"
+    );
+    let first = ws[0];
+    assert_eq!(first.outcome.as_str(), "clean");
+    // "welcome" in the handshake flight, then the frame across the hole and the sleep.
+    assert_eq!(first.data_bytes.server, 7 + 12);
+    assert_eq!((first.pings.client, first.pongs.server), (1, 1));
+    // The client's ping from before the sleep was answered after it (the server's "hb" of the
+    // handshake flight never was).
+    assert_eq!(first.unanswered_pings_by.client, 0);
+    assert!(first.ping_rtt.client.is_some());
+    assert!(ws[1].mid_stream);
+}
+
 /// The report as JSON, for comparing two analyses.
 fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
     serde_json::to_string(&common::report_of(analysis, "mem", true)).unwrap()
@@ -332,8 +438,9 @@ proptest! {
         sessions in proptest::collection::vec((0u16..4, 0u8..7), 1..10),
         order in proptest::collection::vec(any::<u16>(), 0..400),
         junk in proptest::collection::vec(any::<u8>(), 0..8),
-        // Seconds between packets: most close together, some past the linger before a spill.
-        gaps in proptest::collection::vec(prop_oneof![4 => Just(0i64), 1 => Just(3), 1 => Just(30)], 0..400),
+        // Seconds between packets: most close together, some past the linger before a spill, past
+        // the quiet that puts an open connection to sleep, or past the end of TIME-WAIT.
+        gaps in proptest::collection::vec(prop_oneof![8 => Just(0i64), 2 => Just(3), 2 => Just(30), 1 => Just(130), 1 => Just(300)], 0..400),
         late in any::<bool>(),
         all in any::<bool>(),
         analyzers in 2usize..4,

@@ -241,26 +241,35 @@ impl EventSink for Direct<'_> {
 /// Pings waiting for their pong: who sent each, its payload, and when.
 type PendingPings = VecDeque<(Side, Vec<u8>, Timestamp)>;
 
-/// Decoding state, alive only while the connection is.
+/// Decoding state, alive only while the connection is. Serialized when the connection is put to
+/// sleep, which only a connection without TLS state or keys is ([`Connection::can_sleep`]):
+/// what is skipped is then empty.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Live {
     reassembly: [Reassembler; 2],
     decoders: [StreamDecoder; 2],
     /// Events decoded and not yet handled: the thread's [`EVENTS`] during a feed, empty otherwise.
+    #[serde(skip)]
     events: Vec<StreamEvent>,
     pending_pings: PendingPings,
     /// Per direction, once its first bytes are seen: carried in TLS records, or plaintext.
     over_tls: [Option<bool>; 2],
+    #[serde(skip)]
     tls: Option<Box<TlsSession>>,
+    #[serde(skip)]
     tls_events: Vec<TlsEvent>,
+    #[serde(skip)]
     keys: Option<Arc<KeyLog>>,
     /// TLS 1.3 without keys: the latest alert-sized record per side, with the activity before it.
     maybe_close_notify: [Option<(Timestamp, [Option<Timestamp>; 2])>; 2],
 }
 
-/// What a connection needs to start decoding.
+/// What a connection needs to start decoding (serialized as [`Live`] is).
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Seed {
     limits: Limits,
     saw_start: bool,
+    #[serde(skip)]
     keys: Option<Arc<KeyLog>>,
     /// Initial sequence numbers seen in SYNs before any payload.
     isn: [Option<u32>; 2],
@@ -387,9 +396,7 @@ pub struct Connection {
     pub(super) queued_for_spill: bool,
     /// What the decoding state will be built from: it is only built when the first payload byte
     /// arrives, so a flood of SYNs or of bare ACKs costs no decoder state. `None` once ended.
-    #[serde(skip)]
     seed: Option<Box<Seed>>,
-    #[serde(skip)]
     live: Option<Box<Live>>,
 }
 
@@ -463,10 +470,13 @@ impl Connection {
         self.seed.is_some()
     }
 
-    /// A new connection's SYN on this 4-tuple (port reuse) rather than a retransmission of ours.
-    pub fn is_reused_by(&self, seg: &TcpSegment<'_>) -> bool {
+    /// A new connection's SYN on this 4-tuple (port reuse) rather than a retransmission of ours;
+    /// or any segment `after_ns` or more after the last packet of this connection, once its TCP
+    /// ended (past TIME-WAIT, TCP itself lets the 4-tuple start afresh).
+    pub fn is_reused_by(&self, seg: &TcpSegment<'_>, ts: Timestamp, after_ns: i64) -> bool {
         if !seg.flags.syn || seg.flags.ack {
-            return false;
+            return ts.nanos().saturating_sub(self.last_packet.nanos()) >= after_ns
+                && self.tcp_ended();
         }
         match self.syn {
             Some((_, _, isn)) => isn != seg.seq,
@@ -1115,6 +1125,21 @@ impl Connection {
 
     /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
     /// Newer TLS secrets, for a connection that has not started decoding.
+    /// Whether the connection can be written out whole while it is quiet and read back as it was
+    /// on its next packet: everything but TLS state and keys is serialized, so it must have
+    /// neither (nor be waiting to be spilled as ended).
+    pub fn can_sleep(&self) -> bool {
+        self.notices.is_none()
+            && !self.queued_for_spill
+            && self.seed.as_ref().is_none_or(|s| s.keys.is_none())
+            && self.live.as_ref().is_none_or(|l| {
+                l.keys.is_none()
+                    && l.tls.is_none()
+                    && l.events.is_empty()
+                    && l.tls_events.is_empty()
+            })
+    }
+
     pub fn use_keys(&mut self, keys: &Arc<KeyLog>) {
         if let Some(seed) = &mut self.seed {
             seed.keys = Some(keys.clone());

@@ -71,7 +71,29 @@ pub struct Config {
 const SPILL_LINGER_S: f64 = 2.0;
 
 fn linger_from(t: Timestamp) -> Timestamp {
-    Timestamp::from_nanos(t.nanos().saturating_add((SPILL_LINGER_S * 1e9) as i64))
+    after(t, SPILL_LINGER_S)
+}
+
+/// A segment this long (capture time) after the last packet of a connection whose TCP ended
+/// starts a new connection on the 4-tuple, spilled or not: twice RFC 9293's maximum segment
+/// lifetime of two minutes, the TIME-WAIT after which TCP itself lets a 4-tuple start afresh.
+/// So a spilled connection's tomb, kept for a late packet of its flow, can go a while after that
+/// (the margin covers merged files whose times go back a little). Without a limit, tombs were a
+/// sixth of peak memory on long captures of short connections, and grew with the file.
+const TOMB_KEEP_NS: i64 = 240_000_000_000;
+const TOMB_MARGIN_NS: i64 = 60_000_000_000;
+
+/// Capture seconds without a packet after which an open connection is put to sleep: written to
+/// the temporary file whole (decoding state included) and read back on its next packet, so that
+/// connections left open and quiet (clients that went away without a word, idle sockets a proxy
+/// keeps) cost a table entry of about a hundred bytes rather than a few kilobytes. Longer than
+/// the usual idle timeouts (60 s) and heartbeat periods, so that few sleepers wake again; looked
+/// for every [`SLEEP_SCAN_S`]. The result never depends on it (see [`Analyzer::wake`]).
+const SLEEP_AFTER_S: f64 = 120.0;
+const SLEEP_SCAN_S: f64 = 30.0;
+
+fn after(t: Timestamp, seconds: f64) -> Timestamp {
+    Timestamp::from_nanos(t.nanos().saturating_add((seconds * 1e9) as i64))
 }
 
 /// One of `count` analyzers, each given every packet and analysing the flows whose key hashes to
@@ -156,6 +178,12 @@ pub struct Analyzer {
     stored: Vec<Stored>,
     ended: VecDeque<(FlowKey, u64, Timestamp)>,
     tombs: FxHashMap<FlowKey, Tomb>,
+    /// When each tomb goes ([`TOMB_KEEP_S`]), in order of burial; a tomb taken back or replaced
+    /// since is told apart by its location.
+    tomb_expiry: VecDeque<(Timestamp, FlowKey, Location)>,
+    /// Open connections put to sleep ([`SLEEP_AFTER_S`]): where each is in the spill file.
+    sleepers: FxHashMap<FlowKey, Location>,
+    next_sleep_scan: Timestamp,
     next_sweep: Timestamp,
     /// Ended connections are being spilled (until a write fails).
     sweeping: bool,
@@ -350,6 +378,9 @@ impl Analyzer {
             stored: Vec::new(),
             ended: VecDeque::new(),
             tombs: FxHashMap::default(),
+            tomb_expiry: VecDeque::new(),
+            sleepers: FxHashMap::default(),
+            next_sleep_scan: Timestamp::from_nanos(i64::MIN),
             next_sweep: Timestamp::from_nanos(i64::MIN),
             sweeping,
             spill_error,
@@ -403,6 +434,83 @@ impl Analyzer {
     fn tick(&mut self, now: Timestamp) {
         self.next_sweep = Timestamp::from_nanos(now.nanos().saturating_add(1_000_000_000));
         self.sweep(now);
+        self.forget_old_tombs(now);
+        if now >= self.next_sleep_scan {
+            self.next_sleep_scan = after(now, SLEEP_SCAN_S);
+            self.put_quiet_to_sleep(now);
+        }
+    }
+
+    /// Writes the open connections quiet for [`SLEEP_AFTER_S`] to the spill file and takes them
+    /// out of the flow table.
+    fn put_quiet_to_sleep(&mut self, now: Timestamp) {
+        let quiet: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, c)| now.seconds_since(c.last_packet) >= SLEEP_AFTER_S && c.can_sleep())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in quiet {
+            let (Some(spill), Some(conn)) = (&mut self.spill, self.flows.get(&key)) else {
+                return;
+            };
+            match spill.write(conn) {
+                Ok(at) => {
+                    self.ids.remove(&conn.id);
+                    self.flows.remove(&key);
+                    self.sleepers.insert(key, at);
+                }
+                Err(e) => {
+                    // As in `sweep`: no more spilling; the sleepers already written stay readable.
+                    self.write_failed(&e);
+                    self.sweeping = false;
+                    self.ended.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads a sleeping connection back into the flow table, as it was when it went to sleep.
+    /// Keys given since ([`Analyzer::add_secrets`]) are handed to it as they were to the
+    /// connections that stayed in the table.
+    fn wake(&mut self, key: FlowKey, at: Location) -> bool {
+        let Some(spill) = &self.spill else {
+            return false;
+        };
+        let Ok(mut conn) = spill.read(at) else {
+            return false;
+        };
+        if let Some(keys) = &self.config.keylog {
+            conn.use_keys(keys);
+        }
+        self.ids.insert(conn.id, key);
+        self.flows.insert(key, Box::new(conn));
+        true
+    }
+
+    /// Every sleeper back into the flow table (when it is full, so that what is evicted is what
+    /// would have been without sleeping).
+    fn wake_all(&mut self) {
+        for (key, at) in std::mem::take(&mut self.sleepers) {
+            self.wake(key, at);
+        }
+    }
+
+    /// Drops the tombs older than [`TOMB_KEEP_S`].
+    fn forget_old_tombs(&mut self, now: Timestamp) {
+        while let Some(&(due, key, at)) = self.tomb_expiry.front() {
+            if due > now {
+                break;
+            }
+            self.tomb_expiry.pop_front();
+            if self.tombs.get(&key).is_some_and(|t| t.at == at) {
+                self.tombs.remove(&key);
+            }
+        }
+        if self.tombs.capacity() > 64 && self.tombs.len() < self.tombs.capacity() / 4 {
+            self.tombs.shrink_to_fit();
+        }
     }
 
     /// Spills the ended connections whose linger is over, oldest first: a sweep looks only at
@@ -447,6 +555,12 @@ impl Analyzer {
                 self.stored.push(Stored::spilled(&conn, at));
                 self.stored.len() - 1
             });
+            let due = conn
+                .last_packet
+                .nanos()
+                .saturating_add(TOMB_KEEP_NS + TOMB_MARGIN_NS);
+            self.tomb_expiry
+                .push_back((Timestamp::from_nanos(due), key, at));
             self.tombs.insert(
                 key,
                 Tomb {
@@ -515,7 +629,7 @@ impl Analyzer {
     fn track_flow(&mut self, seg: &TcpSegment<'_>, packet: &Packet<'_>) {
         let key = flow_key(seg.src, seg.dst);
         if let Some(conn) = self.flows.get_mut(&key)
-            && !conn.is_reused_by(seg)
+            && !conn.is_reused_by(seg, packet.ts, TOMB_KEEP_NS)
         {
             conn.on_segment(seg, packet.ts, packet.precision);
             if let Some(n) = &mut conn.notices {
@@ -541,17 +655,24 @@ impl Analyzer {
     #[inline(never)]
     fn open_flow(&mut self, key: FlowKey, seg: &TcpSegment<'_>, packet: &Packet<'_>) {
         if let Some(mut old) = self.flows.remove(&key) {
-            // `is_reused_by`: a new connection's SYN on this 4-tuple.
+            // `is_reused_by`: a new connection's SYN on this 4-tuple, or any segment long after
+            // the old one ended.
             self.ids.remove(&old.id);
             old.end(old.last_packet);
             self.retire(old);
+        } else if !self.sleepers.is_empty()
+            && let Some(at) = self.sleepers.remove(&key)
+            && self.wake(key, at)
+        {
+            return self.track_flow(seg, packet);
         } else if !self.tombs.is_empty()
             && let Some(tomb) = self.tombs.remove(&key)
             && self.resurrect(key, tomb, packet.ts)
         {
             return self.track_flow(seg, packet);
         }
-        if self.flows.len() >= self.config.max_flows {
+        if self.flows.len() + self.sleepers.len() >= self.config.max_flows {
+            self.wake_all();
             self.evict_idle();
         }
         // Sharded, a connection is numbered by the packet that created it until the shards are
@@ -689,6 +810,11 @@ impl Analyzer {
             .count()
     }
 
+    /// Open connections put to sleep (written to the spill file while quiet).
+    pub fn sleeping(&self) -> usize {
+        self.sleepers.len()
+    }
+
     /// Connections still in the flow table.
     pub fn open_connections(&self) -> impl Iterator<Item = &Connection> {
         self.flows.values().map(|c| &**c)
@@ -719,6 +845,15 @@ impl Analyzer {
         for mut conn in open {
             conn.end(conn.last_packet);
             self.retire(conn);
+        }
+        // Sleepers one at a time, so that they are never all in memory at once.
+        for (key, at) in std::mem::take(&mut self.sleepers) {
+            if self.wake(key, at)
+                && let Some(mut conn) = self.flows.remove(&key)
+            {
+                conn.end(conn.last_packet);
+                self.retire(conn);
+            }
         }
         self.done.sort_by_key(|c| c.id);
         let mut spill_files = Vec::new();

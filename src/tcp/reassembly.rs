@@ -18,7 +18,7 @@ pub enum Chunk<'a> {
     Gap(u64),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Bytes of out-of-order data held per direction before the hole in front of them is given up.
     pub max_buffered: usize,
@@ -48,13 +48,14 @@ pub struct ReassemblyStats {
 }
 
 /// An out-of-order segment: the bytes captured, then `cut` bytes the snaplen removed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Held {
     bytes: Vec<u8>,
     cut: u64,
 }
 
-#[derive(Debug, Default)]
+/// Serialized with a connection put to sleep (see `analyzer::SLEEP_AFTER_S`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Reassembler {
     /// Sequence number of the next expected byte; `None` until the first segment fixes it.
     next_seq: Option<u32>,

@@ -57,7 +57,7 @@ impl Opcode {
 }
 
 /// A parsed frame header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrameHeader {
     pub fin: bool,
     /// RSV1..RSV3 as the three low bits (RSV1 = 0b100, the permessage-deflate bit).

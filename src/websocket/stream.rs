@@ -72,7 +72,7 @@ impl EventSink for Vec<StreamEvent> {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum Mode {
     /// Nothing seen yet.
     Start,
@@ -101,7 +101,7 @@ enum Mode {
     Ignore,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Current {
     header: Option<FrameHeader>,
     remaining: u64,
@@ -110,7 +110,8 @@ struct Current {
     incomplete: bool,
 }
 
-#[derive(Debug)]
+/// Serialized with a connection put to sleep (see `analyzer::SLEEP_AFTER_S`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct StreamDecoder {
     mode: Mode,
     /// This direction's connection was seen from its SYN: bytes that are not HTTP are not WebSocket.
