@@ -3,79 +3,188 @@
 //! bytes, kept in memory for every connection while the connection itself waits on disk
 //! ([`super::spill`]) until its turn in the report.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use super::{Connection, Ending, Outcome, Side};
+use rustc_hash::FxHashSet;
+
+use super::{Connection, EndKind, Ending, Outcome, Side};
 use crate::capture::Timestamp;
 use crate::websocket::handshake::Text;
 
+/// Kept for every connection of a capture (a million on a long one): fields are as small as
+/// they can be (sides as bytes, addresses packed, request strings shared), about 240 bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Brief {
     pub id: u64,
-    pub endpoints: [SocketAddr; 2],
+    endpoints: [PackedAddr; 2],
     /// Which endpoint is the client ([`Connection::roles`]).
-    pub client: Side,
+    client: u8,
     pub outcome: Outcome,
-    pub first_packet: Timestamp,
-    pub last_packet: Timestamp,
-    pub ending: Option<Ending>,
-    /// Who sent the first close frame, and its code ([`Connection::closes`]).
-    pub first_close: Option<(Side, Option<u16>)>,
-    /// The code of each side's close frame, if it sent one with a code.
-    pub close_code: [Option<u16>; 2],
+    /// Who sent the first close frame ([`Connection::closes`]); its code is in `close_code`.
+    first_close_by: Option<u8>,
     /// Who sent the first RST and the first FIN ([`Connection::first_flag`]).
-    pub first_rst_by: Option<Side>,
-    pub first_fin_by: Option<Side>,
-    /// Per side: packets sent, first RST, last frame.
-    pub packets: [u64; 2],
-    pub first_rst: [Option<Timestamp>; 2],
-    pub last_frame: [Option<Timestamp>; 2],
+    first_rst_by: Option<u8>,
+    first_fin_by: Option<u8>,
     pub is_websocket: bool,
     /// Either side sent a WebSocket frame.
     pub any_frames: bool,
+    /// The code of each side's close frame, if it sent one with a code.
+    pub close_code: [Option<u16>; 2],
+    pub first_packet: Timestamp,
+    pub last_packet: Timestamp,
+    ending: Option<PackedEnding>,
+    /// Per side: packets sent (up to `u32::MAX`), first RST, last frame.
+    pub packets: [u32; 2],
+    pub first_rst: [Option<Timestamp>; 2],
+    pub last_frame: [Option<Timestamp>; 2],
     /// The latest new stream bytes from either side.
     pub last_activity: Option<Timestamp>,
-    pub request: Option<Box<RequestBrief>>,
+    pub request: Option<RequestBrief>,
 }
 
-/// What pairs and groups connections by their upgrade request.
+/// What pairs and groups connections by their upgrade request. Paths and User-Agents repeat
+/// across connections: each distinct one is held once ([`SharedStrings`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestBrief {
     pub at: Timestamp,
-    pub path: Text,
+    pub path: Arc<str>,
     pub key: Option<Text>,
-    pub user_agent: Option<Text>,
+    pub user_agent: Option<Arc<str>>,
+}
+
+/// An IP address and port in 19 bytes, where a `SocketAddr` takes 32: the address as 16 bytes
+/// (an IPv4 one in the first four), the port, and which version it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PackedAddr {
+    ip: [u8; 16],
+    port: [u8; 2],
+    v4: bool,
+}
+
+impl PackedAddr {
+    fn pack(a: SocketAddr) -> Self {
+        let mut ip = [0; 16];
+        let v4 = match a.ip() {
+            IpAddr::V4(v4) => {
+                ip[..4].copy_from_slice(&v4.octets());
+                true
+            }
+            IpAddr::V6(v6) => {
+                ip = v6.octets();
+                false
+            }
+        };
+        PackedAddr {
+            ip,
+            port: a.port().to_ne_bytes(),
+            v4,
+        }
+    }
+
+    fn unpack(self) -> SocketAddr {
+        let port = u16::from_ne_bytes(self.port);
+        if self.v4 {
+            let [a, b, c, d, ..] = self.ip;
+            SocketAddr::from(([a, b, c, d], port))
+        } else {
+            SocketAddr::from((self.ip, port))
+        }
+    }
+}
+
+/// An [`Ending`] with its side as a byte (24 bytes, not 40).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PackedEnding {
+    at: Timestamp,
+    last_activity_before: [Option<Timestamp>; 2],
+    side: u8,
+    kind: EndKind,
+}
+
+/// Strings held once however many connections carry them (paths, User-Agents).
+#[derive(Default)]
+pub struct SharedStrings(FxHashSet<Arc<str>>);
+
+impl SharedStrings {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(held) = self.0.get(s) {
+            return held.clone();
+        }
+        let held: Arc<str> = Arc::from(s);
+        self.0.insert(held.clone());
+        held
+    }
 }
 
 impl Brief {
-    pub fn of(c: &Connection) -> Brief {
+    /// The brief of `c`, its strings shared through `strings`.
+    pub fn of(c: &Connection, strings: &mut SharedStrings) -> Brief {
         let dirs = &c.dirs;
+        let side = |s: Side| s as u8;
         Brief {
             id: c.id,
-            endpoints: c.endpoints,
-            client: c.roles().0,
+            endpoints: c.endpoints.map(PackedAddr::pack),
+            client: side(c.roles().0),
             outcome: c.outcome(),
-            first_packet: c.first_packet,
-            last_packet: c.last_packet,
-            ending: c.ending,
-            first_close: c.closes().0.map(|(side, f)| (side, f.code)),
-            close_code: [0, 1].map(|s| dirs[s].close.as_ref().and_then(|f| f.code)),
-            first_rst_by: c.first_flag(true).map(|(side, _)| side),
-            first_fin_by: c.first_flag(false).map(|(side, _)| side),
-            packets: [0, 1].map(|s| dirs[s].packets),
-            first_rst: [0, 1].map(|s| dirs[s].first_rst),
-            last_frame: [0, 1].map(|s| dirs[s].last_frame.map(|(t, _)| t)),
+            first_close_by: c.closes().0.map(|(s, _)| side(s)),
+            first_rst_by: c.first_flag(true).map(|(s, _)| side(s)),
+            first_fin_by: c.first_flag(false).map(|(s, _)| side(s)),
             is_websocket: c.is_websocket(),
             any_frames: dirs.iter().any(|d| d.frames > 0),
+            close_code: [0, 1].map(|s| dirs[s].close.as_ref().and_then(|f| f.code)),
+            first_packet: c.first_packet,
+            last_packet: c.last_packet,
+            ending: c.ending.map(|e| PackedEnding {
+                at: e.at,
+                last_activity_before: e.last_activity_before,
+                side: side(e.side),
+                kind: e.kind,
+            }),
+            packets: [0, 1].map(|s| u32::try_from(dirs[s].packets).unwrap_or(u32::MAX)),
+            first_rst: [0, 1].map(|s| dirs[s].first_rst),
+            last_frame: [0, 1].map(|s| dirs[s].last_frame.map(|(t, _)| t)),
             last_activity: dirs.iter().filter_map(|d| d.last_activity).max(),
-            request: c.handshake.request.as_ref().map(|(at, _, r)| {
-                Box::new(RequestBrief {
-                    at: *at,
-                    path: r.path.clone(),
-                    key: r.key.clone(),
-                    user_agent: r.user_agent.clone(),
-                })
+            request: c.handshake.request.as_ref().map(|(at, _, r)| RequestBrief {
+                at: *at,
+                path: strings.get(&r.path),
+                key: r.key.clone(),
+                user_agent: r.user_agent.as_deref().map(|ua| strings.get(ua)),
             }),
         }
+    }
+
+    /// Endpoint `side` (0: the one that sent the first packet).
+    pub fn endpoint(&self, side: Side) -> SocketAddr {
+        self.endpoints[side & 1].unpack()
+    }
+
+    /// Which endpoint is the client.
+    pub fn client(&self) -> Side {
+        Side::from(self.client)
+    }
+
+    /// The first close frame, FIN or RST ([`Connection::ending`]).
+    pub fn ending(&self) -> Option<Ending> {
+        self.ending.map(|e| Ending {
+            side: Side::from(e.side),
+            at: e.at,
+            kind: e.kind,
+            last_activity_before: e.last_activity_before,
+        })
+    }
+
+    /// Who sent the first close frame, and its code.
+    pub fn first_close(&self) -> Option<(Side, Option<u16>)> {
+        self.first_close_by
+            .map(|s| (Side::from(s), self.close_code[usize::from(s)]))
+    }
+
+    pub fn first_rst_by(&self) -> Option<Side> {
+        self.first_rst_by.map(Side::from)
+    }
+
+    pub fn first_fin_by(&self) -> Option<Side> {
+        self.first_fin_by.map(Side::from)
     }
 }

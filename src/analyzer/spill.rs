@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 
-use super::{Brief, Connection};
+use super::{Brief, Connection, SharedStrings};
 
 /// Encoded connections are written to the file in batches of about this much.
 const WRITE_BATCH: usize = 256 << 10;
@@ -122,12 +122,19 @@ fn read_exact_at(_: &File, _: &mut [u8], _: u64) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
-/// A finished connection kept for the report: in memory, or on disk with its brief.
+/// A finished connection kept for the report: in memory, or on disk with its brief. The brief
+/// is held in place, not boxed: the list of them is one large allocation, where a box per
+/// connection cost a pointer and an allocation header each and scattered them among the freed
+/// connections (2.7 MiB of peak RSS at 54,000 connections).
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every connection is spilled: the large variant is the common one"
+)]
 pub enum Stored {
     Memory(Box<Connection>),
     Spilled {
-        brief: Box<Brief>,
+        brief: Brief,
         /// Which of the analysis' spill files (one per analyzer).
         file: u32,
         at: Location,
@@ -138,9 +145,9 @@ pub enum Stored {
 
 impl Stored {
     /// `conn`, written to the analyzer's own file (file 0 until [`super::Analysis::merge`]) at `at`.
-    pub fn spilled(conn: &Connection, at: Location) -> Stored {
+    pub fn spilled(conn: &Connection, at: Location, strings: &mut SharedStrings) -> Stored {
         Stored::Spilled {
-            brief: Box::new(Brief::of(conn)),
+            brief: Brief::of(conn, strings),
             file: 0,
             at,
         }

@@ -26,13 +26,12 @@ const STORM_MAX_INTERVAL_S: f64 = 5.0;
 const BACKOFF_FACTOR: f64 = 1.5;
 
 /// Groups connections that ended after the same idle time, by the same role: index → (size, mean).
-pub fn idle_clusters(views: &[View<'_>], idle: &[Option<Idle>]) -> BTreeMap<usize, (usize, f64)> {
+pub fn idle_clusters(views: &[View<'_>], idle: &[(usize, Idle)]) -> BTreeMap<usize, (usize, f64)> {
     let mut items: Vec<(&'static str, f64, usize)> = idle
         .iter()
-        .enumerate()
         // The upstream leg of a proxied connection repeats its client leg: count the pair once.
-        .filter(|(i, _)| views[*i].proxy != Some(views[*i].client))
-        .filter_map(|(i, x)| x.map(|x| (views[i].role(x.side), x.idle_s, i)))
+        .filter(|(i, _)| views[*i].proxy() != Some(views[*i].client()))
+        .map(|&(i, x)| (views[i].role(x.side), x.idle_s, i))
         .collect();
     items.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
     let mut out = BTreeMap::new();
@@ -73,11 +72,11 @@ fn mass_close(
         .iter()
         .enumerate()
         .filter_map(|(i, v)| {
-            let e = v.brief.ending?;
-            let normal_client_close = e.side == v.client
+            let e = v.brief.ending()?;
+            let normal_client_close = e.side == v.client()
                 && e.kind == EndKind::CloseFrame
                 && v.brief
-                    .first_close
+                    .first_close()
                     .is_some_and(|(_, code)| matches!(code, None | Some(1000 | 1001)));
             (!normal_client_close && v.outcome != Outcome::Refused).then_some((
                 e.at,
@@ -92,7 +91,7 @@ fn mass_close(
     let counted = views.iter().filter(|v| v.outcome != Outcome::Refused);
     let mut starts: Vec<Timestamp> = counted.clone().map(|v| v.brief.first_packet).collect();
     let mut ends: Vec<Timestamp> = counted
-        .filter_map(|v| v.brief.ending.map(|e| e.at))
+        .filter_map(|v| v.brief.ending().map(|e| e.at))
         .collect();
     starts.sort_unstable();
     ends.sort_unstable();
@@ -167,8 +166,8 @@ fn mass_windows(
 fn refused(views: &[View<'_>], out: &mut Vec<(u64, Diagnosis)>) {
     for v in views.iter().filter(|v| v.outcome == Outcome::Refused) {
         let c = &v.brief;
-        let syns = c.packets[v.client];
-        let d = if let Some(rst) = c.first_rst[v.server] {
+        let syns = c.packets[v.client()];
+        let d = if let Some(rst) = c.first_rst[v.server()] {
             Diagnosis::new(
                 "refused",
                 format!("the connection attempt was answered with RST after {:.3} s: nothing listening (server down or restarting)", seconds(c.first_packet, rst)),
@@ -189,11 +188,11 @@ fn refused(views: &[View<'_>], out: &mut Vec<(u64, Diagnosis)>) {
 
 /// Endpoint key of a client: its address without the port (a reconnect uses a new port).
 fn client_ip(v: &View<'_>) -> std::net::IpAddr {
-    v.brief.endpoints[v.client].ip()
+    v.brief.endpoint(v.client()).ip()
 }
 
 fn server_of(v: &View<'_>) -> SocketAddr {
-    v.brief.endpoints[v.server]
+    v.brief.endpoint(v.server())
 }
 
 /// When a connection was over, as far as its client could tell.
@@ -201,7 +200,7 @@ fn ended_at(v: &View<'_>) -> Option<Timestamp> {
     if v.outcome == Outcome::Open {
         None
     } else {
-        Some(v.brief.ending.map_or(v.brief.last_packet, |e| e.at))
+        Some(v.brief.ending().map_or(v.brief.last_packet, |e| e.at))
     }
 }
 
@@ -344,7 +343,7 @@ fn duplicates(
             && let Some(ua) = req.user_agent.as_deref()
         {
             groups
-                .entry((client_ip(v), server_of(v), req.path.as_str(), ua))
+                .entry((client_ip(v), server_of(v), &*req.path, ua))
                 .or_default()
                 .push(v);
         }

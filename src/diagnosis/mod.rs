@@ -16,6 +16,56 @@ use crate::analyzer::{Brief, Connection, Held, Outcome, Side};
 use crate::capture::Timestamp;
 use crate::websocket::handshake::Text;
 
+/// Named numbers and times behind a diagnosis, in order of name (a map in JSON, as a `BTreeMap`
+/// would be): a few entries in a list, where a `BTreeMap`'s first node alone took 640 bytes, held
+/// for every finding across connections until the report is written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evidence(Vec<(Text, Value)>);
+
+impl Evidence {
+    /// Sets `key` (replacing its value if it is there already).
+    pub fn insert(&mut self, key: Text, value: Value) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(at) => self.0[at].1 = value,
+            Err(at) => self.0.insert(at, (key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        let at = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Text, &Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Evidence {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Evidence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A map's keys come out in order, once each.
+        Ok(Evidence(
+            BTreeMap::<Text, Value>::deserialize(d)?
+                .into_iter()
+                .collect(),
+        ))
+    }
+}
+
 /// One named cause with its evidence. The id, the fix and the evidence's names are the rules' own
 /// words: kept as `Text` that borrows them, not copied for every connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,7 +75,7 @@ pub struct Diagnosis {
     /// One line for people.
     pub summary: String,
     /// Numbers and times behind it.
-    pub evidence: BTreeMap<Text, Value>,
+    pub evidence: Evidence,
     /// What to change.
     pub fix: Text,
 }
@@ -35,7 +85,7 @@ impl Diagnosis {
         Diagnosis {
             id: Text::const_new(id),
             summary,
-            evidence: BTreeMap::new(),
+            evidence: Evidence::default(),
             fix: Text::const_new(fix),
         }
     }
@@ -180,34 +230,53 @@ pub const KNOWN_TIMEOUTS: &[(f64, &str)] = &[
 pub struct View<'a> {
     /// Borrowed from the analysis when the connection was spilled, else made for the view.
     pub brief: Held<'a, Brief>,
-    pub client: Side,
-    pub server: Side,
     /// The outcome as reported (clean, abnormal...).
     pub outcome: Outcome,
+    /// Sides as bytes: a view is held for every connection of the capture (24 bytes, not 56).
+    client: u8,
     /// The side that is a proxy, when this connection is one leg of a proxied WebSocket.
-    pub proxy: Option<Side>,
+    proxy: Option<u8>,
 }
 
 impl<'a> View<'a> {
     pub fn new(brief: Held<'a, Brief>) -> Self {
         View {
-            client: brief.client,
-            server: 1 - brief.client,
+            client: brief.client() as u8,
             outcome: brief.outcome,
             proxy: None,
             brief,
         }
     }
 
+    pub fn client(&self) -> Side {
+        Side::from(self.client)
+    }
+
+    pub fn server(&self) -> Side {
+        1 - self.client()
+    }
+
+    /// The side that is a proxy, when this connection is one leg of a proxied WebSocket.
+    pub fn proxy(&self) -> Option<Side> {
+        self.proxy.map(Side::from)
+    }
+
+    fn set_proxy(&mut self, side: Side) {
+        self.proxy = Some(side as u8);
+    }
+
     pub fn of(conn: &Connection) -> Self {
-        View::new(Held::Owned(Box::new(Brief::of(conn))))
+        View::new(Held::Owned(Box::new(Brief::of(
+            conn,
+            &mut crate::analyzer::SharedStrings::default(),
+        ))))
     }
 
     /// How a summary names a side: "client", "server", or "proxy" on a proxied leg.
     pub fn role(&self, side: Side) -> &'static str {
-        if self.proxy == Some(side) {
+        if self.proxy() == Some(side) {
             "proxy"
-        } else if side == self.client {
+        } else if side == self.client() {
             "client"
         } else {
             "server"
@@ -247,10 +316,12 @@ pub fn diagnose(
 pub struct Diagnoser<'a> {
     /// The views, with the proxy side set on the legs of proxied connections.
     views: Vec<View<'a>>,
-    idle: Vec<Option<rules::Idle>>,
+    /// (view index, idle) in order of index, for the connections that ended after an idle time.
+    idle: Vec<(usize, rules::Idle)>,
     clusters: BTreeMap<usize, (usize, f64)>,
-    /// Findings across connections, by connection id (only the connections involved).
-    across: BTreeMap<u64, Vec<Diagnosis>>,
+    /// Findings across connections, (connection id, finding) in order of id (only the connections
+    /// involved; a map of lists held a list of four per connection).
+    across: Vec<(u64, Diagnosis)>,
 }
 
 impl<'a> Diagnoser<'a> {
@@ -258,17 +329,19 @@ impl<'a> Diagnoser<'a> {
         // Name the proxy as such on both legs of a proxied connection.
         let pairs = proxy::pairs(&views);
         for &(front, up, _) in &pairs {
-            views[front].proxy = Some(views[front].server);
-            views[up].proxy = Some(views[up].client);
+            let (server, client) = (views[front].server(), views[up].client());
+            views[front].set_proxy(server);
+            views[up].set_proxy(client);
         }
         let idle = rules::idle_candidates(&views);
         let clusters = fleet::idle_clusters(&views, &idle);
-        let mut across: BTreeMap<u64, Vec<Diagnosis>> = BTreeMap::new();
-        for (id, d) in fleet::across(&views, time)
-            .into_iter()
-            .chain(proxy::pair_legs(&views, &pairs, time))
-        {
-            across.entry(id).or_default().push(d);
+        let mut across = fleet::across(&views, time);
+        across.extend(proxy::pair_legs(&views, &pairs, time));
+        // Stable: a connection's findings stay in the order the rules gave them.
+        across.sort_by_key(|(id, _)| *id);
+        across.shrink_to_fit();
+        for (_, d) in &mut across {
+            d.evidence.0.shrink_to_fit();
         }
         Diagnoser {
             views,
@@ -294,11 +367,21 @@ impl<'a> Diagnoser<'a> {
         let Some(v) = self.views.get(index) else {
             return Vec::new();
         };
-        let idle = self.idle.get(index).copied().flatten();
+        let idle = self
+            .idle
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .ok()
+            .map(|at| self.idle[at].1);
         let mut list = rules::per_connection(v, conn, idle, self.clusters.get(&index), time);
-        if let Some(more) = self.across.get(&v.brief.id) {
-            list.extend(more.iter().cloned());
-        }
+        let from = self.across.partition_point(|(id, _)| *id < v.brief.id);
+        list.extend(
+            self.across
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|(id, _)| *id == v.brief.id)
+                .map(|(_, d)| d.clone()),
+        );
         list.sort_by_key(Diagnosis::rank);
         list.dedup_by(|a, b| a.id == b.id && a.summary == b.summary);
         list

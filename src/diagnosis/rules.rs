@@ -30,14 +30,19 @@ pub struct Idle {
     pub silent_side: Option<Side>,
 }
 
-/// The idle time before each connection's end, where it is long enough to be a timeout.
-pub fn idle_candidates(views: &[View<'_>]) -> Vec<Option<Idle>> {
-    views.iter().map(idle_of).collect()
+/// The idle time before each connection's end, where it is long enough to be a timeout: (index
+/// of the view, idle), in order of index. Only those: a slot per connection cost 72 bytes each.
+pub fn idle_candidates(views: &[View<'_>]) -> Vec<(usize, Idle)> {
+    views
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((i, idle_of(v)?)))
+        .collect()
 }
 
 fn idle_of(v: &View<'_>) -> Option<Idle> {
     let c = &v.brief;
-    let end = c.ending?;
+    let end = c.ending()?;
     // Silence is measured from the last new bytes; a connection that never carried any is measured
     // from its start.
     let since = |s: Side| end.last_activity_before[s].unwrap_or(c.first_packet);
@@ -179,7 +184,7 @@ pub fn per_connection(
                 .with("code", code)
                 .with("reason", f.reason.clone()),
             ),
-            Some(code @ (1001 | 1012)) if side == v.server => out.push(
+            Some(code @ (1001 | 1012)) if side == v.server() => out.push(
                 Diagnosis::new(
                     "server-going-away",
                     format!("the server closed with {code} ({}) at {}", if code == 1001 { "going away" } else { "service restart" }, time(f.at)),
@@ -205,7 +210,7 @@ pub fn per_connection(
             );
         }
     }
-    let (cd, sd) = (&c.dirs[v.client], &c.dirs[v.server]);
+    let (cd, sd) = (&c.dirs[v.client()], &c.dirs[v.server()]);
     let violations: Vec<(&str, u64)> = [
         (
             "unmasked_client_frames",
@@ -257,7 +262,7 @@ pub fn per_connection(
     // that is reported as `unanswered-ping`, not as an idle timeout.
     // (A proxy relays its client's pings upstream: on that leg they are not the proxy's heartbeat.)
     let heartbeat_gave_up = idle.is_some_and(|i| {
-        v.proxy != Some(i.side)
+        v.proxy() != Some(i.side)
             && c.unanswered_pings[i.side] > 0
             && c.dirs[i.side]
                 .first_unanswered_ping
@@ -273,7 +278,7 @@ pub fn per_connection(
         // Intermediaries and servers run idle timers; a client that aborts after a few round
         // seconds is more often its own choice than a timeout, so a client needs more than a round
         // number: a well-known default, or a cluster.
-        let by_client = idle.side == v.client && v.proxy != Some(idle.side);
+        let by_client = idle.side == v.client() && v.proxy() != Some(idle.side);
         let round_counts = round && (!by_client || idle.idle_s >= 10.0);
         if round_counts || !defaults.is_empty() || clustered {
             let scope = match idle.silent_side {
@@ -303,8 +308,8 @@ pub fn per_connection(
             .with("ended_at", time(idle.at))
             .with("idle_s", ms(idle.idle_s))
             .with("idle_both_directions_s", ms(idle.both_s))
-            .with("client_silent_s", ms(idle.per_side_s[v.client]))
-            .with("server_silent_s", ms(idle.per_side_s[v.server]))
+            .with("client_silent_s", ms(idle.per_side_s[v.client()]))
+            .with("server_silent_s", ms(idle.per_side_s[v.server()]))
             .with("round_number", round)
             .with("known_defaults", defaults.iter().map(|s| s.to_string()).collect::<Vec<_>>());
             if let Some((n, around)) = cluster
@@ -323,7 +328,7 @@ pub fn per_connection(
     }
 
     // Pings without pongs.
-    for side in [v.client, v.server] {
+    for side in [v.client(), v.server()] {
         let n = c.unanswered_pings[side];
         let Some(first) = c.dirs[side].first_unanswered_ping else {
             continue;

@@ -636,7 +636,7 @@ impl Summary {
     fn add_view(&mut self, v: &View<'_>) {
         let c = &v.brief;
         let role = |side: Side| {
-            if side == v.client {
+            if side == v.client() {
                 Role::Client
             } else {
                 Role::Server
@@ -644,9 +644,9 @@ impl Summary {
         };
         self.add_parts(
             v.outcome,
-            c.first_close.map(|(side, code)| (role(side), code)),
-            c.first_rst_by.map(role),
-            c.first_fin_by.map(role),
+            c.first_close().map(|(side, code)| (role(side), code)),
+            c.first_rst_by().map(role),
+            c.first_fin_by().map(role),
         );
     }
 }
@@ -669,10 +669,10 @@ fn count_reconnections(views: &[View<'_>]) -> u64 {
     let mut ends: rustc_hash::FxHashMap<Group, Vec<(Timestamp, u64)>> = Default::default();
     for v in views {
         if v.outcome != Outcome::Open {
-            let end = v.brief.ending.map_or(v.brief.last_packet, |e| e.at);
+            let end = v.brief.ending().map_or(v.brief.last_packet, |e| e.at);
             ends.entry((
-                v.brief.endpoints[v.client].ip(),
-                v.brief.endpoints[v.server],
+                v.brief.endpoint(v.client()).ip(),
+                v.brief.endpoint(v.server()),
             ))
             .or_default()
             .push((end, v.brief.id));
@@ -686,8 +686,8 @@ fn count_reconnections(views: &[View<'_>]) -> u64 {
         .filter(|v| {
             let start = v.brief.first_packet;
             ends.get(&(
-                v.brief.endpoints[v.client].ip(),
-                v.brief.endpoints[v.server],
+                v.brief.endpoint(v.client()).ip(),
+                v.brief.endpoint(v.server()),
             ))
             .is_some_and(|list| {
                 // The latest end at or before this start, other than this connection's own (a SYN
@@ -831,11 +831,11 @@ pub fn build_lazily<'a>(
     let ws_servers: rustc_hash::FxHashSet<std::net::SocketAddr> = views
         .iter()
         .filter(|(_, v)| !matches!(v.outcome, Outcome::Refused | Outcome::NotWebsocket))
-        .map(|(_, v)| v.brief.endpoints[v.server])
+        .map(|(_, v)| v.brief.endpoint(v.server()))
         .collect();
     views.retain(|(_, v)| match v.outcome {
         Outcome::NotWebsocket => opts.all,
-        Outcome::Refused => opts.all || ws_servers.contains(&v.brief.endpoints[v.server]),
+        Outcome::Refused => opts.all || ws_servers.contains(&v.brief.endpoint(v.server())),
         _ => true,
     });
     // An exact-size iterator: both lists are allocated once, at their size.
@@ -851,7 +851,8 @@ pub fn build_lazily<'a>(
         reconnections: count_reconnections(diagnoser.views()),
         ..Summary::default()
     };
-    let mut kept = Vec::new();
+    // Sized once: most runs keep every connection shown.
+    let mut kept = Vec::with_capacity(if keep.is_some() { 0 } else { shown.len() });
     for (i, v) in diagnoser.views().iter().enumerate() {
         match keep {
             Some(keep) => {
