@@ -162,8 +162,9 @@ pub struct Analyzer {
     config: Config,
     notices: Vec<Notice>,
     attempts_kept: u64,
-    /// Connection id → flow key, for looking a connection up by id in constant time.
-    ids: FxHashMap<u64, FlowKey>,
+    /// Connection id → flow key, for looking a connection up by id in constant time. Only with `Config::notices` (a live capture asks for open connections by id); offline it
+    /// would cost a table entry and two hash operations per connection for nothing.
+    ids: Option<FxHashMap<u64, FlowKey>>,
     /// Boxed so that the table's spare capacity costs a pointer per slot, not a connection.
     flows: FxHashMap<FlowKey, Box<Connection>>,
     /// Boxed: a vector of connections grows by doubling, and its spare capacity would cost a whole
@@ -377,12 +378,13 @@ impl Analyzer {
             None => (None, None),
         };
         let sweeping = spill.is_some();
+        let ids = config.notices.then(FxHashMap::default);
         Analyzer {
             config,
             notices: Vec::new(),
             attempts_kept: 0,
             flows: FxHashMap::default(),
-            ids: FxHashMap::default(),
+            ids,
             done: Vec::new(),
             spill,
             stored: Vec::new(),
@@ -467,7 +469,7 @@ impl Analyzer {
             };
             match spill.write(conn) {
                 Ok(at) => {
-                    self.ids.remove(&conn.id);
+                    self.unindex(conn.id);
                     self.flows.remove(&key);
                     self.sleepers.insert(key, at);
                 }
@@ -495,7 +497,7 @@ impl Analyzer {
         if let Some(keys) = &self.config.keylog {
             conn.use_keys(keys);
         }
-        self.ids.insert(conn.id, key);
+        self.index(conn.id, key);
         self.flows.insert(key, Box::new(conn));
         true
     }
@@ -560,7 +562,7 @@ impl Analyzer {
             let Some(conn) = self.flows.remove(&key) else {
                 continue;
             };
-            self.ids.remove(&id);
+            self.unindex(id);
             let fate = self.account(&conn);
             let entry = fate.keep.then(|| {
                 self.stored
@@ -582,6 +584,18 @@ impl Analyzer {
                     lone_syn: fate.lone_syn,
                 },
             );
+        }
+    }
+
+    fn index(&mut self, id: u64, key: FlowKey) {
+        if let Some(ids) = &mut self.ids {
+            ids.insert(id, key);
+        }
+    }
+
+    fn unindex(&mut self, id: u64) {
+        if let Some(ids) = &mut self.ids {
+            ids.remove(&id);
         }
     }
 
@@ -607,7 +621,7 @@ impl Analyzer {
         self.stats.lone_syns -= u64::from(tomb.lone_syn);
         let mut conn = Box::new(conn);
         conn.queued_for_spill = true;
-        self.ids.insert(conn.id, key);
+        self.index(conn.id, key);
         self.ended.push_back((key, conn.id, linger_from(now)));
         self.flows.insert(key, conn);
         true
@@ -669,7 +683,7 @@ impl Analyzer {
         if let Some(mut old) = self.flows.remove(&key) {
             // `is_reused_by`: a new connection's SYN on this 4-tuple, or any segment long after
             // the old one ended.
-            self.ids.remove(&old.id);
+            self.unindex(old.id);
             old.end(old.last_packet);
             self.retire(old);
         } else if !self.sleepers.is_empty()
@@ -720,7 +734,7 @@ impl Analyzer {
             conn.queued_for_spill = true;
             self.ended.push_back((key, conn.id, linger_from(packet.ts)));
         }
-        self.ids.insert(conn.id, key);
+        self.index(conn.id, key);
         self.flows.insert(key, conn);
     }
 
@@ -738,7 +752,7 @@ impl Analyzer {
         by_age.select_nth_unstable(n - 1);
         for (_, _, key) in by_age.into_iter().take(n) {
             if let Some(mut conn) = self.flows.remove(&key) {
-                self.ids.remove(&conn.id);
+                self.unindex(conn.id);
                 conn.end(conn.last_packet);
                 conn.note("evicted from a full flow table before it ended".into());
                 self.stats.evicted_flows += 1;
@@ -810,7 +824,11 @@ impl Analyzer {
 
     /// The connection with this id, if it is still in the flow table.
     pub fn connection(&self, id: u64) -> Option<&Connection> {
-        match self.ids.get(&id).and_then(|k| self.flows.get(k)) {
+        let ids = self.ids.as_ref();
+        match ids
+            .and_then(|ids| ids.get(&id))
+            .and_then(|k| self.flows.get(k))
+        {
             Some(c) => Some(&**c),
             None => self.done.iter().find(|c| c.id == id).map(|c| &**c),
         }
@@ -845,7 +863,7 @@ impl Analyzer {
             .collect();
         for key in over {
             if let Some(mut conn) = self.flows.remove(&key) {
-                self.ids.remove(&conn.id);
+                self.unindex(conn.id);
                 conn.end(conn.last_packet);
                 self.retire(conn);
             }
