@@ -399,6 +399,56 @@ fn a_connection_put_to_sleep_wakes_as_it_was() {
     assert!(ws[1].mid_stream);
 }
 
+/// A heartbeat a little slower than the quiet that puts a connection to sleep: the connection is
+/// put to sleep once, not at every beat (the quiet it takes doubles each time it wakes), and the
+/// report is the one of an analyzer that kept it in memory.
+#[test]
+fn a_slow_heartbeat_does_not_put_its_connection_to_sleep_at_every_beat() {
+    let c = (C.0, 40_124);
+    let (req, resp) = {
+        let f = flights();
+        (f[0].1.clone(), f[1].1.clone())
+    };
+    let (mut cs, mut ss) = (9_000u32, S_ISN);
+    let mut packets = vec![
+        frame(c, S, cs, 0, 0x02, b""),
+        frame(S, c, ss, cs + 1, 0x12, b""),
+        frame(c, S, cs + 1, ss + 1, 0x18, &req),
+        frame(S, c, ss + 1, cs + 1 + req.len() as u32, 0x18, &resp),
+    ];
+    cs += 1 + req.len() as u32;
+    ss += 1 + resp.len() as u32;
+    let mut gaps = vec![0i64; packets.len()];
+    let beats = 12;
+    for _ in 0..beats {
+        // No TCP at all, 125 s after the last beat: the analyzer looks at the quiet then.
+        packets.push(vec![0x42; 20]);
+        gaps.push(125);
+        let ping = masked(9, b"beat");
+        let pong = plain(10, b"beat");
+        packets.push(frame(c, S, cs, ss, 0x18, &ping));
+        gaps.push(5);
+        cs += ping.len() as u32;
+        packets.push(frame(S, c, ss, cs, 0x18, &pong));
+        gaps.push(0);
+        ss += pong.len() as u32;
+    }
+    let times = times_of(packets.len(), &gaps);
+    let memory = Config {
+        keep_non_websocket: true,
+        ..Config::default()
+    };
+    let mut want = Analyzer::new(memory.clone());
+    feed_frames(&mut want, &packets, &times);
+    let mut got = Analyzer::new(Config {
+        spill: true,
+        ..memory
+    });
+    feed_frames(&mut got, &packets, &times);
+    assert_eq!(got.naps(), 1, "put to sleep at every slow beat");
+    assert_eq!(report_json(&got.finish()), report_json(&want.finish()));
+}
+
 /// The report as JSON, for comparing two analyses.
 fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
     serde_json::to_string(&common::report_of(analysis, "mem", true)).unwrap()

@@ -391,6 +391,8 @@ pub struct Connection {
     packet_seq: u64,
     /// Sequence number of each side's FIN (just past its last data byte).
     fin_seq: [Option<u32>; 2],
+    /// Times it was put to sleep ([`Connection::can_sleep`]).
+    naps: u8,
     /// Queued by the analyzer to be spilled once it has lingered.
     #[serde(skip)]
     pub(super) queued_for_spill: bool,
@@ -438,6 +440,7 @@ impl Connection {
             frame_seq: 0,
             packet_seq: 0,
             fin_seq: [None; 2],
+            naps: 0,
             queued_for_spill: false,
             live: None,
             seed: Some(Box::new(Seed {
@@ -1124,12 +1127,14 @@ impl Connection {
     }
 
     /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
-    /// Newer TLS secrets, for a connection that has not started decoding.
-    /// Whether the connection can be written out whole while it is quiet and read back as it was
-    /// on its next packet: everything but TLS state and keys is serialized, so it must have
-    /// neither (nor be waiting to be spilled as ended).
-    pub fn can_sleep(&self) -> bool {
-        self.notices.is_none()
+    /// Whether the connection can be written out whole, quiet for `quiet_s` seconds (of capture
+    /// time) before `now`, and read back as it was on its next packet: everything but TLS state
+    /// and keys is serialized, so it must have neither (nor be waiting to be spilled as ended).
+    /// Each time it went to sleep and woke again, the quiet it takes doubles: a connection with
+    /// a heartbeat a little slower than `quiet_s` is written out a few times, not at every beat.
+    pub fn can_sleep(&self, now: Timestamp, quiet_s: f64) -> bool {
+        now.seconds_since(self.last_packet) >= quiet_s * f64::from(1u32 << self.naps.min(16))
+            && self.notices.is_none()
             && !self.queued_for_spill
             && self.seed.as_ref().is_none_or(|s| s.keys.is_none())
             && self.live.as_ref().is_none_or(|l| {
@@ -1140,6 +1145,12 @@ impl Connection {
             })
     }
 
+    /// Counts a sleep (see [`Connection::can_sleep`]).
+    pub fn nap(&mut self) {
+        self.naps = self.naps.saturating_add(1);
+    }
+
+    /// Newer TLS secrets, for a connection that has not started decoding.
     pub fn use_keys(&mut self, keys: &Arc<KeyLog>) {
         if let Some(seed) = &mut self.seed {
             seed.keys = Some(keys.clone());

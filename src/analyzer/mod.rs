@@ -87,8 +87,10 @@ const TOMB_MARGIN_NS: i64 = 60_000_000_000;
 /// the temporary file whole (decoding state included) and read back on its next packet, so that
 /// connections left open and quiet (clients that went away without a word, idle sockets a proxy
 /// keeps) cost a table entry of about a hundred bytes rather than a few kilobytes. Longer than
-/// the usual idle timeouts (60 s) and heartbeat periods, so that few sleepers wake again; looked
-/// for every [`SLEEP_SCAN_S`]. The result never depends on it (see [`Analyzer::wake`]).
+/// the usual idle timeouts (60 s) and heartbeat periods, so that few sleepers wake again, and
+/// twice as long each time a connection woke ([`Connection::can_sleep`]), so that a slow
+/// heartbeat does not write it out at every beat; looked for every [`SLEEP_SCAN_S`]. The result
+/// never depends on it (see [`Analyzer::wake`]).
 const SLEEP_AFTER_S: f64 = 120.0;
 const SLEEP_SCAN_S: f64 = 30.0;
 
@@ -184,6 +186,8 @@ pub struct Analyzer {
     tomb_expiry: VecDeque<(Timestamp, FlowKey, Location)>,
     /// Open connections put to sleep ([`SLEEP_AFTER_S`]): where each is in the spill file.
     sleepers: FxHashMap<FlowKey, Location>,
+    /// Times a connection was put to sleep.
+    naps: u64,
     /// The paths and User-Agents of the briefs kept, each held once.
     strings: SharedStrings,
     next_sleep_scan: Timestamp,
@@ -392,6 +396,7 @@ impl Analyzer {
             tombs: FxHashMap::default(),
             tomb_expiry: VecDeque::new(),
             sleepers: FxHashMap::default(),
+            naps: 0,
             strings: SharedStrings::default(),
             next_sleep_scan: Timestamp::from_nanos(i64::MIN),
             next_sweep: Timestamp::from_nanos(i64::MIN),
@@ -460,18 +465,21 @@ impl Analyzer {
         let quiet: Vec<FlowKey> = self
             .flows
             .iter()
-            .filter(|(_, c)| now.seconds_since(c.last_packet) >= SLEEP_AFTER_S && c.can_sleep())
+            .filter(|(_, c)| c.can_sleep(now, SLEEP_AFTER_S))
             .map(|(k, _)| *k)
             .collect();
         for key in quiet {
-            let (Some(spill), Some(conn)) = (&mut self.spill, self.flows.get(&key)) else {
+            let (Some(spill), Some(conn)) = (&mut self.spill, self.flows.get_mut(&key)) else {
                 return;
             };
+            conn.nap();
+            let id = conn.id;
             match spill.write(conn) {
                 Ok(at) => {
-                    self.unindex(conn.id);
+                    self.unindex(id);
                     self.flows.remove(&key);
                     self.sleepers.insert(key, at);
+                    self.naps += 1;
                 }
                 Err(e) => {
                     // As in `sweep`: no more spilling; the sleepers already written stay readable.
@@ -845,6 +853,11 @@ impl Analyzer {
     /// Open connections put to sleep (written to the spill file while quiet).
     pub fn sleeping(&self) -> usize {
         self.sleepers.len()
+    }
+
+    /// Times a connection was put to sleep so far.
+    pub fn naps(&self) -> u64 {
+        self.naps
     }
 
     /// Connections still in the flow table.
