@@ -478,13 +478,18 @@ impl Connection {
     /// ended (past TIME-WAIT, TCP itself lets the 4-tuple start afresh).
     pub fn is_reused_by(&self, seg: &TcpSegment<'_>, ts: Timestamp, after_ns: i64) -> bool {
         if !seg.flags.syn || seg.flags.ack {
-            return ts.nanos().saturating_sub(self.last_packet.nanos()) >= after_ns
-                && self.tcp_ended();
+            // One test on every packet; the rest only once the connection began to end.
+            return self.ending.is_some() && self.is_over_before(ts, after_ns);
         }
         match self.syn {
             Some((_, _, isn)) => isn != seg.seq,
             None => self.tcp_ended() || self.dirs.iter().any(|d| d.payload_bytes > 0),
         }
+    }
+
+    #[cold]
+    fn is_over_before(&self, ts: Timestamp, after_ns: i64) -> bool {
+        ts.nanos().saturating_sub(self.last_packet.nanos()) >= after_ns && self.tcp_ended()
     }
 
     pub fn note(&mut self, text: String) {
