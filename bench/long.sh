@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long captures of short connections, at a fixed number open at once: the shape on which memory
-# must follow the connections open at once and not the file (BENCHMARKS.md, "Long captures").
+# must follow the connections open at once and not the file (BENCHMARKS.md, "Session 9").
 #
 #   bench/long.sh                  # 100 MiB and 1 GiB, 300 open at once, 500 B-5 KB of WebSocket each
 #   NO_TSHARK=1 RUNS=3 bench/long.sh
