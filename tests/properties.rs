@@ -293,6 +293,35 @@ fn times_of(n: usize, gaps: &[i64]) -> Vec<Timestamp> {
         .collect()
 }
 
+/// The SYN, SYN-ACK, upgrade request and answer of a connection from `c` (initial sequence
+/// numbers `cs` and `ss`), and the next sequence number of each side after them.
+fn upgraded(c: ([u8; 4], u16), cs: u32, ss: u32) -> (Vec<Vec<u8>>, u32, u32) {
+    let f = flights();
+    let (req, resp) = (&f[0].1, &f[1].1);
+    let (cs1, ss1) = (cs + 1 + req.len() as u32, ss + 1 + resp.len() as u32);
+    let packets = vec![
+        frame(c, S, cs, 0, 0x02, b""),
+        frame(S, c, ss, cs + 1, 0x12, b""),
+        frame(c, S, cs + 1, ss + 1, 0x18, req),
+        frame(S, c, ss + 1, cs1, 0x18, resp),
+    ];
+    (packets, cs1, ss1)
+}
+
+/// Two analyzers of the same packets: one that keeps every connection in memory, one that spills
+/// (finished connections, and quiet ones put to sleep).
+fn in_memory_and_spilling() -> (Analyzer, Analyzer) {
+    let memory = Config {
+        keep_non_websocket: true,
+        ..Config::default()
+    };
+    let spilling = Config {
+        spill: true,
+        ..memory.clone()
+    };
+    (Analyzer::new(memory), Analyzer::new(spilling))
+}
+
 /// A connection quiet for minutes while its decoders hold something of everything (a ping
 /// waiting for its pong, half a frame, bytes held behind a hole) is put to sleep on disk and
 /// woken on its next packet as it was: the report is the one of an analyzer that kept it in
@@ -300,14 +329,9 @@ fn times_of(n: usize, gaps: &[i64]) -> Vec<Timestamp> {
 #[test]
 fn a_connection_put_to_sleep_wakes_as_it_was() {
     let c = (C.0, 40_123);
-    let (cs, ss) = (5_000u32, S_ISN);
-    let (req, resp) = {
-        let f = flights();
-        (f[0].1.clone(), f[1].1.clone())
-    };
+    let (mut packets, cs1, ss1) = upgraded(c, 5_000, S_ISN);
     let ping = masked(9, b"are you there");
     let text = plain(1, b"hello, world");
-    let (cs1, ss1) = (cs + 1 + req.len() as u32, ss + 1 + resp.len() as u32);
     let cs2 = cs1 + ping.len() as u32;
     let close = masked(8, b"\x03\xe8bye");
     let reply = plain(8, b"\x03\xe8ok");
@@ -316,16 +340,12 @@ fn a_connection_put_to_sleep_wakes_as_it_was() {
     let ss3 = ss2 + pong.len() as u32;
     let cs3 = cs2 + close.len() as u32;
     let other = ([10, 9, 9, 9], 50_000);
-    let mut packets = vec![
-        frame(c, S, cs, 0, 0x02, b""),
-        frame(S, c, ss, cs + 1, 0x12, b""),
-        frame(c, S, cs + 1, ss + 1, 0x18, &req),
-        frame(S, c, ss + 1, cs1, 0x18, &resp),
+    packets.extend([
         frame(c, S, cs1, ss1, 0x18, &ping),
         // The frame's head, then its tail ahead of a hole.
         frame(S, c, ss1, cs2, 0x18, &text[..4]),
         frame(S, c, ss1 + 8, cs2, 0x18, &text[8..]),
-    ];
+    ]);
     let quiet_from = packets.len();
     // Minutes later: another flow's packet (the analyzer notices the quiet), then the hole filled.
     packets.push(frame(other, S, 1, 0, 0x02, b""));
@@ -345,17 +365,9 @@ fn a_connection_put_to_sleep_wakes_as_it_was() {
     gaps[late_from] = 300;
     let times = times_of(packets.len(), &gaps);
 
-    let memory = Config {
-        keep_non_websocket: true,
-        ..Config::default()
-    };
-    let mut want = Analyzer::new(memory.clone());
+    let (mut want, mut got) = in_memory_and_spilling();
     feed_frames(&mut want, &packets, &times);
     let want = want.finish();
-    let mut got = Analyzer::new(Config {
-        spill: true,
-        ..memory
-    });
     feed_frames(
         &mut got,
         &packets[..quiet_from + 1],
@@ -405,19 +417,7 @@ fn a_connection_put_to_sleep_wakes_as_it_was() {
 #[test]
 fn a_slow_heartbeat_does_not_put_its_connection_to_sleep_at_every_beat() {
     let c = (C.0, 40_124);
-    let (req, resp) = {
-        let f = flights();
-        (f[0].1.clone(), f[1].1.clone())
-    };
-    let (mut cs, mut ss) = (9_000u32, S_ISN);
-    let mut packets = vec![
-        frame(c, S, cs, 0, 0x02, b""),
-        frame(S, c, ss, cs + 1, 0x12, b""),
-        frame(c, S, cs + 1, ss + 1, 0x18, &req),
-        frame(S, c, ss + 1, cs + 1 + req.len() as u32, 0x18, &resp),
-    ];
-    cs += 1 + req.len() as u32;
-    ss += 1 + resp.len() as u32;
+    let (mut packets, mut cs, mut ss) = upgraded(c, 9_000, S_ISN);
     let mut gaps = vec![0i64; packets.len()];
     let beats = 12;
     for _ in 0..beats {
@@ -434,16 +434,8 @@ fn a_slow_heartbeat_does_not_put_its_connection_to_sleep_at_every_beat() {
         ss += pong.len() as u32;
     }
     let times = times_of(packets.len(), &gaps);
-    let memory = Config {
-        keep_non_websocket: true,
-        ..Config::default()
-    };
-    let mut want = Analyzer::new(memory.clone());
+    let (mut want, mut got) = in_memory_and_spilling();
     feed_frames(&mut want, &packets, &times);
-    let mut got = Analyzer::new(Config {
-        spill: true,
-        ..memory
-    });
     feed_frames(&mut got, &packets, &times);
     assert_eq!(got.naps(), 1, "put to sleep at every slow beat");
     assert_eq!(report_json(&got.finish()), report_json(&want.finish()));
