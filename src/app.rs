@@ -303,6 +303,11 @@ fn analyze(
             "time went backwards {backwards} time(s) between consecutive packets of a file: times are reported as captured, durations and idle times around those packets may be wrong"
         ));
     }
+    if let Some((n, why)) = &analysis.lost {
+        warnings.push(format!(
+            "{n} open connection(s) written to the temporary file while quiet could not be read back ({why}): they are missing from this report"
+        ));
+    }
     for w in &warnings {
         eprintln!("wsclose: warning: {}", printers::escape::terminal(w));
     }

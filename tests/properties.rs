@@ -441,6 +441,31 @@ fn a_slow_heartbeat_does_not_put_its_connection_to_sleep_at_every_beat() {
     assert_eq!(report_json(&got.finish()), report_json(&want.finish()));
 }
 
+/// The same SYN again (a replayed or duplicated trace) minutes after the connection ended starts a
+/// new connection, in memory as when the first one was spilled and its tomb is gone.
+#[test]
+fn the_same_syn_long_after_the_end_starts_a_new_connection() {
+    let c = (C.0, 40_200);
+    let (mut packets, cs1, ss1) = upgraded(c, 5_000, S_ISN);
+    packets.push(frame(c, S, cs1, ss1, 0x11, b""));
+    packets.push(frame(S, c, ss1, cs1 + 1, 0x11, b""));
+    let mut gaps = vec![0i64; packets.len()];
+    // Other traffic while 400 s pass (the spilling analyzer buries the first one, then forgets it).
+    for k in 0..20 {
+        packets.push(vec![0x42; 20 + k]);
+        gaps.push(20);
+    }
+    packets.extend(upgraded(c, 5_000, S_ISN).0);
+    gaps.resize(packets.len(), 0);
+    let times = times_of(packets.len(), &gaps);
+    let (mut want, mut got) = in_memory_and_spilling();
+    feed_frames(&mut want, &packets, &times);
+    feed_frames(&mut got, &packets, &times);
+    let (want, got) = (want.finish(), got.finish());
+    assert_eq!(want.len(), 2, "the replayed SYN is a connection of its own");
+    assert_eq!(report_json(&got), report_json(&want));
+}
+
 /// The report as JSON, for comparing two analyses.
 fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
     serde_json::to_string(&common::report_of(analysis, "mem", true)).unwrap()

@@ -477,9 +477,13 @@ impl Connection {
     /// or any segment `after_ns` or more after the last packet of this connection, once its TCP
     /// ended (past TIME-WAIT, TCP itself lets the 4-tuple start afresh).
     pub fn is_reused_by(&self, seg: &TcpSegment<'_>, ts: Timestamp, after_ns: i64) -> bool {
+        // Any segment, a SYN with the old sequence number too (a replayed or duplicated trace):
+        // one test on every packet, the time only once the connection began to end.
+        if self.ending.is_some() && self.is_over_before(ts, after_ns) {
+            return true;
+        }
         if !seg.flags.syn || seg.flags.ack {
-            // One test on every packet; the rest only once the connection began to end.
-            return self.ending.is_some() && self.is_over_before(ts, after_ns);
+            return false;
         }
         match self.syn {
             Some((_, _, isn)) => isn != seg.seq,

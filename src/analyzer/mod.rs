@@ -77,8 +77,10 @@ fn linger_from(t: Timestamp) -> Timestamp {
 /// A segment this long (capture time) after the last packet of a connection whose TCP ended
 /// starts a new connection on the 4-tuple, spilled or not: twice RFC 9293's maximum segment
 /// lifetime of two minutes, the TIME-WAIT after which TCP itself lets a 4-tuple start afresh.
-/// So a spilled connection's tomb, kept for a late packet of its flow, can go a while after that
-/// (the margin covers merged files whose times go back a little). Without a limit, tombs were a
+/// So a spilled connection's tomb, kept for a late packet of its flow, can go a while after that:
+/// the margin covers times going back (merged files); should they go back by more than that, a
+/// late packet would start a new connection where in memory it joins the old one (the run warns
+/// when time goes backwards). Without a limit, tombs were a
 /// sixth of peak memory on long captures of short connections, and grew with the file.
 const TOMB_KEEP_NS: i64 = 240_000_000_000;
 const TOMB_MARGIN_NS: i64 = 60_000_000_000;
@@ -185,7 +187,7 @@ pub struct Analyzer {
     /// since is told apart by its location.
     tomb_expiry: VecDeque<(Timestamp, FlowKey, Location)>,
     /// Open connections put to sleep ([`SLEEP_AFTER_S`]): where each is in the spill file.
-    sleepers: FxHashMap<FlowKey, Location>,
+    sleepers: FxHashMap<FlowKey, (Location, u64)>,
     /// Times a connection was put to sleep.
     naps: u64,
     /// The paths and User-Agents of the briefs kept, each held once.
@@ -196,6 +198,8 @@ pub struct Analyzer {
     sweeping: bool,
     /// Why connections were kept in memory although spilling was asked for.
     spill_error: Option<String>,
+    /// Sleepers that could not be read back (the temporary file failed): missing from the report.
+    lost: Option<(u64, String)>,
     next_id: u64,
     /// Packets seen so far, this one included (every shard sees every packet, so it is the same
     /// count in all of them).
@@ -227,6 +231,9 @@ pub struct Analysis {
     /// Why some or all finished connections stayed in memory although [`Config::spill`] asked for
     /// a temporary file (the report is the same; memory is not).
     pub spill_error: Option<String>,
+    /// Open connections put to sleep that could not be read back from the temporary file: how
+    /// many, and the first error. They are missing from the report, which must say so.
+    pub lost: Option<(u64, String)>,
 }
 
 impl Analysis {
@@ -244,8 +251,13 @@ impl Analysis {
         let mut spill_files: Vec<SpillFile> = Vec::new();
         let mut capped = false;
         let mut spill_error = None;
+        let mut lost: Option<(u64, String)> = None;
         for part in parts {
             spill_error = spill_error.or(part.spill_error);
+            if let Some((n, why)) = part.lost {
+                let (count, _) = lost.get_or_insert((0, why));
+                *count += n;
+            }
             let first_file = spill_files.len() as u32;
             stored.extend(part.stored.into_iter().map(|mut s| {
                 if let Stored::Spilled { file, .. } = &mut s {
@@ -299,6 +311,7 @@ impl Analysis {
             created: Vec::new(),
             capped,
             spill_error,
+            lost,
         }
     }
 
@@ -359,6 +372,12 @@ struct Tomb {
     lone_syn: bool,
 }
 
+/// A connection still open when the capture ends: in the flow table, or asleep in the spill file.
+enum StillOpen {
+    InTable(Box<Connection>),
+    Asleep(FlowKey, Location),
+}
+
 /// What [`Analyzer::account`] decided about a connection leaving the flow table.
 struct Fate {
     keep: bool,
@@ -402,6 +421,7 @@ impl Analyzer {
             next_sweep: Timestamp::from_nanos(i64::MIN),
             sweeping,
             spill_error,
+            lost: None,
             next_id: 0,
             packet_index: 0,
             created: Vec::new(),
@@ -478,7 +498,7 @@ impl Analyzer {
                 Ok(at) => {
                     self.unindex(id);
                     self.flows.remove(&key);
-                    self.sleepers.insert(key, at);
+                    self.sleepers.insert(key, (at, id));
                     self.naps += 1;
                 }
                 Err(e) => {
@@ -499,8 +519,13 @@ impl Analyzer {
         let Some(spill) = &self.spill else {
             return false;
         };
-        let Ok(mut conn) = spill.read(at) else {
-            return false;
+        let mut conn = match spill.read(at) {
+            Ok(conn) => conn,
+            Err(e) => {
+                let (count, _) = self.lost.get_or_insert((0, e.to_string()));
+                *count += 1;
+                return false;
+            }
         };
         if let Some(keys) = &self.config.keylog {
             conn.use_keys(keys);
@@ -513,7 +538,7 @@ impl Analyzer {
     /// Every sleeper back into the flow table (when it is full, so that what is evicted is what
     /// would have been without sleeping).
     fn wake_all(&mut self) {
-        for (key, at) in std::mem::take(&mut self.sleepers) {
+        for (key, (at, _)) in std::mem::take(&mut self.sleepers) {
             self.wake(key, at);
         }
     }
@@ -695,7 +720,7 @@ impl Analyzer {
             old.end(old.last_packet);
             self.retire(old);
         } else if !self.sleepers.is_empty()
-            && let Some(at) = self.sleepers.remove(&key)
+            && let Some((at, _)) = self.sleepers.remove(&key)
             && self.wake(key, at)
         {
             return self.track_flow(seg, packet);
@@ -886,16 +911,29 @@ impl Analyzer {
 
     /// Ends the run: connections still open are decoded to the end of what was captured.
     pub fn finish(mut self) -> Analysis {
-        let open: Vec<Box<Connection>> = self.flows.drain().map(|(_, c)| c).collect();
-        for mut conn in open {
-            conn.end(conn.last_packet);
-            self.retire(conn);
-        }
-        // Sleepers one at a time, so that they are never all in memory at once.
-        for (key, at) in std::mem::take(&mut self.sleepers) {
-            if self.wake(key, at)
-                && let Some(mut conn) = self.flows.remove(&key)
-            {
+        // Open connections and sleepers alike, in order of id (so that which failed attempts
+        // are kept under their cap does not depend on which slept); sleepers read back one at a
+        // time, so that they are never all in memory at once.
+        let mut open: Vec<(u64, StillOpen)> = self
+            .flows
+            .drain()
+            .map(|(_, c)| (c.id, StillOpen::InTable(c)))
+            .chain(
+                std::mem::take(&mut self.sleepers)
+                    .into_iter()
+                    .map(|(key, (at, id))| (id, StillOpen::Asleep(key, at))),
+            )
+            .collect();
+        open.sort_unstable_by_key(|(id, _)| *id);
+        for (_, conn) in open {
+            let conn = match conn {
+                StillOpen::InTable(conn) => Some(conn),
+                StillOpen::Asleep(key, at) => self
+                    .wake(key, at)
+                    .then(|| self.flows.remove(&key))
+                    .flatten(),
+            };
+            if let Some(mut conn) = conn {
                 conn.end(conn.last_packet);
                 self.retire(conn);
             }
@@ -919,6 +957,7 @@ impl Analyzer {
             created: self.created,
             capped: self.capped,
             spill_error: self.spill_error,
+            lost: self.lost,
         }
     }
 }
@@ -1013,6 +1052,32 @@ mod tests {
                 assert_eq!(g, w, "{}", path.display());
             }
         }
+    }
+
+    #[test]
+    fn sleepers_that_cannot_be_read_back_are_told() {
+        // Generated traffic: an eighth of the connections stay open and go quiet, and sleep.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("generated.pcap");
+        let mut cfg = super::capgen::Config::new(3, 200);
+        cfg.concurrency = 30;
+        super::capgen::generate(&cfg, std::fs::File::create(&path).unwrap(), std::io::sink())
+            .unwrap();
+        let mut reader = MergedReader::open(&[path]).unwrap();
+        let mut analyzer = Analyzer::new(Config {
+            spill: true,
+            ..Config::default()
+        });
+        while let Some(p) = reader.next_packet().unwrap() {
+            analyzer.ingest(&p);
+        }
+        let asleep = analyzer.sleeping() as u64;
+        assert!(asleep > 0, "no connection went to sleep");
+        if let Some(file) = &mut analyzer.spill {
+            file.reads_fail = true;
+        }
+        let analysis = analyzer.finish();
+        assert_eq!(analysis.lost.map(|(n, _)| n), Some(asleep));
     }
 
     #[test]

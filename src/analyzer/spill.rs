@@ -31,6 +31,9 @@ pub struct SpillFile {
     /// Tests: writes that succeed before every further one fails (a full disk).
     #[cfg(test)]
     pub(crate) writes_left: Option<u32>,
+    /// Tests: every read fails (a file gone bad).
+    #[cfg(test)]
+    pub(crate) reads_fail: bool,
 }
 
 impl std::fmt::Debug for SpillFile {
@@ -58,6 +61,8 @@ impl SpillFile {
             pending: Vec::new(),
             #[cfg(test)]
             writes_left: None,
+            #[cfg(test)]
+            reads_fail: false,
         })
     }
 
@@ -95,6 +100,10 @@ impl SpillFile {
 
     /// The connection stored at `at`.
     pub fn read(&self, at: Location) -> io::Result<Connection> {
+        #[cfg(test)]
+        if self.reads_fail {
+            return Err(io::Error::other("unreadable (test)"));
+        }
         let len = at.len as usize;
         let conn = if at.offset >= self.written {
             let from = usize::try_from(at.offset - self.written).map_err(io::Error::other)?;
