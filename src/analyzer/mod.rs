@@ -260,8 +260,8 @@ impl Analysis {
             }
             let first_file = spill_files.len() as u32;
             stored.extend(part.stored.into_iter().map(|mut s| {
-                if let Stored::Spilled { file, .. } = &mut s {
-                    *file += first_file;
+                if let Stored::Spilled { at, .. } = &mut s {
+                    at.file += first_file;
                 }
                 s
             }));
@@ -350,8 +350,8 @@ impl Analysis {
         }
         match self.stored.get(index - self.connections.len()) {
             Some(Stored::Memory(c)) => Ok(Held::Borrowed(c)),
-            Some(Stored::Spilled { brief, file, at }) => {
-                let spill = self.spill_files.get(*file as usize).ok_or_else(missing)?;
+            Some(Stored::Spilled { brief, at }) => {
+                let spill = self.spill_files.get(at.file as usize).ok_or_else(missing)?;
                 let mut c = spill.read(*at)?;
                 // Renumbered by `merge` since it was written.
                 c.id = brief.id;

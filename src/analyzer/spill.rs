@@ -19,6 +19,9 @@ const WRITE_BATCH: usize = 256 << 10;
 pub struct Location {
     pub offset: u64,
     pub len: u32,
+    /// Which of the analysis' spill files (one per analyzer): 0 until
+    /// [`super::Analysis::merge`]. In the padding the offset leaves.
+    pub file: u32,
 }
 
 /// An append-only file of encoded connections.
@@ -83,7 +86,11 @@ impl SpillFile {
         if self.pending.len() >= WRITE_BATCH {
             self.flush()?;
         }
-        Ok(Location { offset, len })
+        Ok(Location {
+            offset,
+            len,
+            file: 0,
+        })
     }
 
     /// Writes out what is pending (before the file is read by several threads).
@@ -144,8 +151,6 @@ pub enum Stored {
     Memory(Box<Connection>),
     Spilled {
         brief: Brief,
-        /// Which of the analysis' spill files (one per analyzer).
-        file: u32,
         at: Location,
     },
     /// Taken back into the flow table by a late packet (it will be stored again).
@@ -157,7 +162,6 @@ impl Stored {
     pub fn spilled(conn: &Connection, at: Location, strings: &mut SharedStrings) -> Stored {
         Stored::Spilled {
             brief: Brief::of(conn, strings),
-            file: 0,
             at,
         }
     }

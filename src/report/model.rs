@@ -732,10 +732,11 @@ pub struct LazyReport<'a> {
     head: Report,
     analysis: &'a Analysis,
     diagnoser: Diagnoser<'a>,
-    /// For each connection shown (in the order of the diagnoser's views), its index in the analysis.
-    shown: Vec<usize>,
+    /// For each connection shown (in the order of the diagnoser's views), its index in the analysis
+    /// (4 bytes: two lists with an entry per connection of the capture).
+    shown: Vec<u32>,
     /// Indices into `shown` of the connections that pass the filters.
-    kept: Vec<usize>,
+    kept: Vec<u32>,
     time: TimeFormat,
     precision: Precision,
     timelines: bool,
@@ -749,14 +750,14 @@ impl LazyReport<'_> {
 
     /// Builds the connections' reports in order, one at a time.
     pub fn connections(&self) -> impl ExactSizeIterator<Item = io::Result<ConnectionReport>> + '_ {
-        self.kept.iter().map(|&i| self.connection(i))
+        self.kept.iter().map(|&i| self.connection(i as usize))
     }
 
     /// The report of the connection shown at `index`, with its diagnoses.
     fn connection(&self, index: usize) -> io::Result<ConnectionReport> {
         let (tf, precision) = (self.time, self.precision);
         let time = move |t: Timestamp| tf.format(t, precision);
-        let conn = self.analysis.connection(self.shown[index])?;
+        let conn = self.analysis.connection(self.shown[index] as usize)?;
         let mut r = ConnectionReport::build(&conn, &self.time, self.timelines);
         r.diagnosis = self.diagnoser.of(index, &conn, &time);
         Ok(r)
@@ -773,7 +774,7 @@ impl LazyReport<'_> {
     ) -> Result<(), E> {
         const PER_THREAD: usize = 64;
         let threads = threads.clamp(1, 64);
-        let one = |i: usize| -> Result<Vec<u8>, E> { render(&self.connection(i)?) };
+        let one = |i: u32| -> Result<Vec<u8>, E> { render(&self.connection(i as usize)?) };
         for round in self.kept.chunks(PER_THREAD * threads) {
             let rendered: Vec<Result<Vec<u8>, E>> = if threads == 1 || round.len() < 2 * PER_THREAD
             {
@@ -825,8 +826,11 @@ pub fn build_lazily<'a>(
     let tf = opts.time;
     // One view per connection, made once (from memory, a brief is worked out) and sized once: with
     // tens of thousands of connections, doubling would hold twice the memory.
-    let mut views: Vec<(usize, View<'_>)> = Vec::with_capacity(analysis.len());
-    views.extend((0..analysis.len()).filter_map(|i| Some((i, View::new(analysis.brief(i)?)))));
+    let mut views: Vec<(u32, View<'_>)> = Vec::with_capacity(analysis.len());
+    views.extend(
+        (0..analysis.len())
+            .filter_map(|i| Some((u32::try_from(i).ok()?, View::new(analysis.brief(i)?)))),
+    );
     // Attempts are shown when aimed at an endpoint that served WebSocket in this capture.
     let ws_servers: rustc_hash::FxHashSet<std::net::SocketAddr> = views
         .iter()
@@ -839,7 +843,7 @@ pub fn build_lazily<'a>(
         _ => true,
     });
     // An exact-size iterator: both lists are allocated once, at their size.
-    let (shown, views): (Vec<usize>, Vec<View<'_>>) = views.into_iter().unzip();
+    let (shown, views): (Vec<u32>, Vec<View<'_>>) = views.into_iter().unzip();
 
     let precision = analysis.stats.precision;
     let time = |t: Timestamp| tf.format(t, precision);
@@ -852,11 +856,12 @@ pub fn build_lazily<'a>(
         ..Summary::default()
     };
     // Sized once: most runs keep every connection shown.
-    let mut kept = Vec::with_capacity(if keep.is_some() { 0 } else { shown.len() });
-    for (i, v) in diagnoser.views().iter().enumerate() {
+    let mut kept: Vec<u32> = Vec::with_capacity(if keep.is_some() { 0 } else { shown.len() });
+    // As many views as `shown` entries, whose indices fit in 32 bits.
+    for (i, v) in (0u32..).zip(diagnoser.views()) {
         match keep {
             Some(keep) => {
-                let conn = analysis.connection(shown[i])?;
+                let conn = analysis.connection(shown[i as usize] as usize)?;
                 let r = ConnectionReport::build(&conn, &tf, false);
                 if keep(&r) {
                     summary.add(&r);
