@@ -466,6 +466,46 @@ fn the_same_syn_long_after_the_end_starts_a_new_connection() {
     assert_eq!(report_json(&got), report_json(&want));
 }
 
+/// Times that leap forward at every packet (a hostile capture) do not make the analyzer look
+/// through the whole flow table at every packet for connections to put to sleep: at most once
+/// per flow's worth of packets.
+#[test]
+fn leaping_times_do_not_scan_the_flow_table_at_every_packet() {
+    let flows = 2_000u16;
+    // With keys, no connection can sleep: the table stays full.
+    let mut analyzer = Analyzer::new(Config {
+        spill: true,
+        keylog: Some(Default::default()),
+        ..Config::default()
+    });
+    let mut packets: Vec<Vec<u8>> = (0..flows)
+        .map(|p| {
+            frame(
+                ([10, 0, (p >> 8) as u8, p as u8], 40_000),
+                S,
+                1,
+                0,
+                0x02,
+                b"",
+            )
+        })
+        .collect();
+    let mut gaps = vec![0i64; packets.len()];
+    for k in 0..flows {
+        packets.push(vec![0x42; 20 + usize::from(k % 7)]);
+        gaps.push(31);
+    }
+    let times = times_of(packets.len(), &gaps);
+    feed_frames(&mut analyzer, &packets, &times);
+    assert_eq!(analyzer.naps(), 0);
+    let scans = analyzer.sleep_scans();
+    assert!(
+        scans <= 3,
+        "{scans} scans of {flows} flows for {} packets",
+        packets.len()
+    );
+}
+
 /// The report as JSON, for comparing two analyses.
 fn report_json(analysis: &wsclose::analyzer::Analysis) -> String {
     serde_json::to_string(&common::report_of(analysis, "mem", true)).unwrap()

@@ -193,6 +193,9 @@ pub struct Analyzer {
     /// The paths and User-Agents of the briefs kept, each held once.
     strings: SharedStrings,
     next_sleep_scan: Timestamp,
+    /// The packet index at the last scan for quiet connections, and how many scans there were.
+    last_sleep_scan: u64,
+    sleep_scans: u64,
     next_sweep: Timestamp,
     /// Ended connections are being spilled (until a write fails).
     sweeping: bool,
@@ -418,6 +421,8 @@ impl Analyzer {
             naps: 0,
             strings: SharedStrings::default(),
             next_sleep_scan: Timestamp::from_nanos(i64::MIN),
+            last_sleep_scan: 0,
+            sleep_scans: 0,
             next_sweep: Timestamp::from_nanos(i64::MIN),
             sweeping,
             spill_error,
@@ -473,8 +478,14 @@ impl Analyzer {
         self.next_sweep = Timestamp::from_nanos(now.nanos().saturating_add(1_000_000_000));
         self.sweep(now);
         self.forget_old_tombs(now);
-        if now >= self.next_sleep_scan {
+        // A scan looks at every flow: at most one per flow's worth of packets too, so that
+        // times leaping forward at every packet (a hostile capture) cannot make it quadratic.
+        if now >= self.next_sleep_scan
+            && self.packet_index - self.last_sleep_scan >= self.flows.len() as u64
+        {
             self.next_sleep_scan = after(now, SLEEP_SCAN_S);
+            self.last_sleep_scan = self.packet_index;
+            self.sleep_scans += 1;
             self.put_quiet_to_sleep(now);
         }
     }
@@ -883,6 +894,11 @@ impl Analyzer {
     /// Times a connection was put to sleep so far.
     pub fn naps(&self) -> u64 {
         self.naps
+    }
+
+    /// Times the flow table was looked through for quiet connections so far.
+    pub fn sleep_scans(&self) -> u64 {
+        self.sleep_scans
     }
 
     /// Connections still in the flow table.
