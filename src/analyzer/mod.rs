@@ -80,8 +80,8 @@ fn linger_from(t: Timestamp) -> Timestamp {
 /// So a spilled connection's tomb, kept for a late packet of its flow, can go a while after that:
 /// the margin covers times going back (merged files); should they go back by more than that, a
 /// late packet would start a new connection where in memory it joins the old one (the run warns
-/// when time goes backwards). Without a limit, tombs were a
-/// sixth of peak memory on long captures of short connections, and grew with the file.
+/// when time goes backwards). Without a limit, tombs were a sixth of peak memory on long captures
+/// of short connections, and grew with the file.
 const TOMB_KEEP_NS: i64 = 240_000_000_000;
 const TOMB_MARGIN_NS: i64 = 60_000_000_000;
 
@@ -166,8 +166,9 @@ pub struct Analyzer {
     config: Config,
     notices: Vec<Notice>,
     attempts_kept: u64,
-    /// Connection id → flow key, for looking a connection up by id in constant time. Only with `Config::notices` (a live capture asks for open connections by id); offline it
-    /// would cost a table entry and two hash operations per connection for nothing.
+    /// Connection id → flow key, for looking a connection up by id in constant time. Only with
+    /// `Config::notices` (a live capture asks for open connections by id); offline it would cost
+    /// a table entry and two hash operations per connection for nothing.
     ids: Option<FxHashMap<u64, FlowKey>>,
     /// Boxed so that the table's spare capacity costs a pointer per slot, not a connection.
     flows: FxHashMap<FlowKey, Box<Connection>>,
@@ -183,7 +184,7 @@ pub struct Analyzer {
     stored: Vec<Stored>,
     ended: VecDeque<(FlowKey, u64, Timestamp)>,
     tombs: FxHashMap<FlowKey, Tomb>,
-    /// When each tomb goes ([`TOMB_KEEP_S`]), in order of burial; a tomb taken back or replaced
+    /// When each tomb goes ([`TOMB_KEEP_NS`]), in order of burial; a tomb taken back or replaced
     /// since is told apart by its location.
     tomb_expiry: VecDeque<(Timestamp, FlowKey, Location)>,
     /// Open connections put to sleep ([`SLEEP_AFTER_S`]): where each is in the spill file.
@@ -554,7 +555,7 @@ impl Analyzer {
         }
     }
 
-    /// Drops the tombs older than [`TOMB_KEEP_S`].
+    /// Drops the tombs whose time is up ([`TOMB_KEEP_NS`] and [`TOMB_MARGIN_NS`] after their last packet).
     fn forget_old_tombs(&mut self, now: Timestamp) {
         while let Some(&(due, key, at)) = self.tomb_expiry.front() {
             if due > now {
