@@ -154,6 +154,11 @@ impl Brief {
         }
     }
 
+    /// The brief of a connection on its own (its strings shared with none).
+    pub fn unshared(c: &Connection) -> Brief {
+        Brief::of(c, &mut SharedStrings::default())
+    }
+
     /// Endpoint `side` (0: the one that sent the first packet).
     pub fn endpoint(&self, side: Side) -> SocketAddr {
         self.endpoints[side & 1].unpack()

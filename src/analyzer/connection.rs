@@ -1135,7 +1135,6 @@ impl Connection {
         bad == 0 && (valid_close || frames >= 3)
     }
 
-    /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
     /// Whether the connection can be written out whole, quiet for `quiet_s` seconds (of capture
     /// time) before `now`, and read back as it was on its next packet: everything but TLS state
     /// and keys is serialized, so it must have neither (nor be waiting to be spilled as ended).
@@ -1176,6 +1175,7 @@ impl Connection {
         self.syn.map_or(0, |(side, _, _)| self.dirs[side].syns)
     }
 
+    /// A SYN that never got a SYN-ACK, and no data: the server refused (RST) or never answered.
     pub fn is_failed_attempt(&self) -> bool {
         self.syn.is_some()
             && self.syn_ack.is_none()

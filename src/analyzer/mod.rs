@@ -97,7 +97,11 @@ const SLEEP_AFTER_S: f64 = 120.0;
 const SLEEP_SCAN_S: f64 = 30.0;
 
 fn after(t: Timestamp, seconds: f64) -> Timestamp {
-    Timestamp::from_nanos(t.nanos().saturating_add((seconds * 1e9) as i64))
+    after_ns(t, (seconds * 1e9) as i64)
+}
+
+fn after_ns(t: Timestamp, nanos: i64) -> Timestamp {
+    Timestamp::from_nanos(t.nanos().saturating_add(nanos))
 }
 
 /// One of `count` analyzers, each given every packet and analysing the flows whose key hashes to
@@ -331,15 +335,9 @@ impl Analysis {
     /// What the rules across connections need of the connection at `index` (in order of id).
     pub fn brief(&self, index: usize) -> Option<Held<'_, Brief>> {
         match self.connections.get(index) {
-            Some(c) => Some(Held::Owned(Box::new(Brief::of(
-                c,
-                &mut SharedStrings::default(),
-            )))),
+            Some(c) => Some(Held::Owned(Box::new(Brief::unshared(c)))),
             None => match self.stored.get(index - self.connections.len())? {
-                Stored::Memory(c) => Some(Held::Owned(Box::new(Brief::of(
-                    c,
-                    &mut SharedStrings::default(),
-                )))),
+                Stored::Memory(c) => Some(Held::Owned(Box::new(Brief::unshared(c)))),
                 Stored::Spilled { brief, .. } => Some(Held::Borrowed(brief)),
                 Stored::Gone => None,
             },
@@ -379,7 +377,7 @@ struct Tomb {
 /// A connection still open when the capture ends: in the flow table, or asleep in the spill file.
 enum StillOpen {
     InTable(Box<Connection>),
-    Asleep(FlowKey, Location),
+    Asleep(Location),
 }
 
 /// What [`Analyzer::account`] decided about a connection leaving the flow table.
@@ -476,7 +474,7 @@ impl Analyzer {
     #[cold]
     #[inline(never)]
     fn tick(&mut self, now: Timestamp) {
-        self.next_sweep = Timestamp::from_nanos(now.nanos().saturating_add(1_000_000_000));
+        self.next_sweep = after_ns(now, 1_000_000_000);
         self.sweep(now);
         self.forget_old_tombs(now);
         // A scan looks at every flow: at most one per flow's worth of packets too, so that
@@ -513,13 +511,7 @@ impl Analyzer {
                     self.sleepers.insert(key, (at, id));
                     self.naps += 1;
                 }
-                Err(e) => {
-                    // As in `sweep`: no more spilling; the sleepers already written stay readable.
-                    self.write_failed(&e);
-                    self.sweeping = false;
-                    self.ended.clear();
-                    return;
-                }
+                Err(e) => return self.stop_spilling(&e),
             }
         }
     }
@@ -528,23 +520,30 @@ impl Analyzer {
     /// Keys given since ([`Analyzer::add_secrets`]) are handed to it as they were to the
     /// connections that stayed in the table.
     fn wake(&mut self, key: FlowKey, at: Location) -> bool {
-        let Some(spill) = &self.spill else {
+        let Some(conn) = self.read_sleeper(at) else {
             return false;
         };
-        let mut conn = match spill.read(at) {
-            Ok(conn) => conn,
+        self.index(conn.id, key);
+        self.flows.insert(key, conn);
+        true
+    }
+
+    /// A sleeping connection as it was, with the keys given since; a failed read is counted
+    /// (`Analysis::lost`).
+    fn read_sleeper(&mut self, at: Location) -> Option<Box<Connection>> {
+        let read = self.spill.as_ref()?.read(at);
+        let mut conn = match read {
+            Ok(conn) => Box::new(conn),
             Err(e) => {
                 let (count, _) = self.lost.get_or_insert((0, e.to_string()));
                 *count += 1;
-                return false;
+                return None;
             }
         };
         if let Some(keys) = &self.config.keylog {
             conn.use_keys(keys);
         }
-        self.index(conn.id, key);
-        self.flows.insert(key, Box::new(conn));
-        true
+        Some(conn)
     }
 
     /// Every sleeper back into the flow table (when it is full, so that what is evicted is what
@@ -595,14 +594,7 @@ impl Analyzer {
             conn.end(conn.last_packet);
             let at = match spill.write(conn) {
                 Ok(at) => at,
-                Err(e) => {
-                    // The disk is full or gone: no more sweeps; what ends from now on is kept in
-                    // memory (`Stored::Memory`), what was spilled stays readable.
-                    self.write_failed(&e);
-                    self.sweeping = false;
-                    self.ended.clear();
-                    return;
-                }
+                Err(e) => return self.stop_spilling(&e),
             };
             let Some(conn) = self.flows.remove(&key) else {
                 continue;
@@ -614,12 +606,8 @@ impl Analyzer {
                     .push(Stored::spilled(&conn, at, &mut self.strings));
                 self.stored.len() - 1
             });
-            let due = conn
-                .last_packet
-                .nanos()
-                .saturating_add(TOMB_KEEP_NS + TOMB_MARGIN_NS);
-            self.tomb_expiry
-                .push_back((Timestamp::from_nanos(due), key, at));
+            let due = after_ns(conn.last_packet, TOMB_KEEP_NS + TOMB_MARGIN_NS);
+            self.tomb_expiry.push_back((due, key, at));
             self.tombs.insert(
                 key,
                 Tomb {
@@ -642,6 +630,14 @@ impl Analyzer {
         if let Some(ids) = &mut self.ids {
             ids.remove(&id);
         }
+    }
+
+    /// The disk is full or gone: no more sweeps nor sleeps; what ends from now on is kept in
+    /// memory (`Stored::Memory`), what was spilled stays readable.
+    fn stop_spilling(&mut self, e: &io::Error) {
+        self.write_failed(e);
+        self.sweeping = false;
+        self.ended.clear();
     }
 
     /// The first failed write is what the run tells (`Analysis::spill_error`).
@@ -938,17 +934,14 @@ impl Analyzer {
             .chain(
                 std::mem::take(&mut self.sleepers)
                     .into_iter()
-                    .map(|(key, (at, id))| (id, StillOpen::Asleep(key, at))),
+                    .map(|(_, (at, id))| (id, StillOpen::Asleep(at))),
             )
             .collect();
         open.sort_unstable_by_key(|(id, _)| *id);
         for (_, conn) in open {
             let conn = match conn {
                 StillOpen::InTable(conn) => Some(conn),
-                StillOpen::Asleep(key, at) => self
-                    .wake(key, at)
-                    .then(|| self.flows.remove(&key))
-                    .flatten(),
+                StillOpen::Asleep(at) => self.read_sleeper(at),
             };
             if let Some(mut conn) = conn {
                 conn.end(conn.last_packet);

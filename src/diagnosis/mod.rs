@@ -31,21 +31,12 @@ impl Evidence {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        let at = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
-        Some(&self.0[at].1)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&Text, &Value)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
         self.0.iter_mut().map(|(_, v)| v)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -266,10 +257,7 @@ impl<'a> View<'a> {
     }
 
     pub fn of(conn: &Connection) -> Self {
-        View::new(Held::Owned(Box::new(Brief::of(
-            conn,
-            &mut crate::analyzer::SharedStrings::default(),
-        ))))
+        View::new(Held::Owned(Box::new(Brief::unshared(conn))))
     }
 
     /// How a summary names a side: "client", "server", or "proxy" on a proxied leg.
