@@ -342,23 +342,123 @@ pub fn outcome_of(c: &Connection) -> Outcome {
     c.outcome()
 }
 
-/// An endpoint as `Display` writes it (`10.0.0.1:30927`, `[::1]:443`), without the formatting
-/// machinery for IPv4 (about 1,700 instructions an endpoint, two per connection), and inline.
+/// An endpoint as `Display` writes it (`10.0.0.1:30927`, `[2001:db8::1]:443`), without the
+/// formatting machinery (about 1,700 instructions an IPv4 endpoint and 3,300 an IPv6 one, two per
+/// connection), and inline. A scope id or flow label is not shown, as by `Display` when they are 0,
+/// which they always are here (`Endpoint::socket_addr`).
 fn endpoint_text(a: SocketAddr) -> Text {
-    let SocketAddr::V4(a) = a else {
-        return compact_str::ToCompactString::to_compact_string(&a);
-    };
-    let mut text = Text::default();
+    let mut text = Ascii::default();
     let mut digits = itoa::Buffer::new();
-    for (i, octet) in a.ip().octets().into_iter().enumerate() {
+    match a {
+        SocketAddr::V4(a) => ipv4_text(&mut text, *a.ip(), &mut digits),
+        SocketAddr::V6(a) if a.scope_id() != 0 || a.flowinfo() != 0 => {
+            return compact_str::ToCompactString::to_compact_string(&a);
+        }
+        SocketAddr::V6(a) => {
+            text.push(b'[');
+            ipv6_text(&mut text, *a.ip(), &mut digits);
+            text.push(b']');
+        }
+    }
+    text.push(b':');
+    text.push_str(digits.format(a.port()));
+    text.text()
+}
+
+/// ASCII text written into a buffer on the stack, long enough for any endpoint (47 bytes at most:
+/// `[` 39 `]:` 5): a byte at a time there, where a push onto the `Text` checked its capacity and
+/// layout each time.
+struct Ascii {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for Ascii {
+    fn default() -> Self {
+        Ascii {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl Ascii {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        for &b in s.as_bytes() {
+            self.push(b);
+        }
+    }
+
+    fn text(&self) -> Text {
+        Text::from(std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default())
+    }
+}
+
+fn ipv4_text(text: &mut Ascii, ip: std::net::Ipv4Addr, digits: &mut itoa::Buffer) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            text.push('.');
+            text.push(b'.');
         }
         text.push_str(digits.format(octet));
     }
-    text.push(':');
-    text.push_str(digits.format(a.port()));
-    text
+}
+
+/// An IPv6 address as `Ipv6Addr`'s `Display` writes it (RFC 5952): lower-case hex groups, the
+/// first longest run of two or more zero groups as `::`, and an IPv4-mapped address as
+/// `::ffff:a.b.c.d`.
+fn ipv6_text(text: &mut Ascii, ip: std::net::Ipv6Addr, digits: &mut itoa::Buffer) {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        text.push_str("::ffff:");
+        return ipv4_text(text, v4, digits);
+    }
+    let groups = ip.segments();
+    // The first longest run of zero groups, if two or more long: (start, length).
+    let (mut zeros, mut run) = ((0, 0), (0, 0));
+    for (i, &g) in groups.iter().enumerate() {
+        if g == 0 {
+            if run.1 == 0 {
+                run.0 = i;
+            }
+            run.1 += 1;
+            if run.1 > zeros.1 {
+                zeros = run;
+            }
+        } else {
+            run.1 = 0;
+        }
+    }
+    let (start, end) = if zeros.1 >= 2 {
+        (zeros.0, zeros.0 + zeros.1)
+    } else {
+        (8, 8)
+    };
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, &g) in groups.iter().enumerate() {
+        if (start..end).contains(&i) {
+            if i == start {
+                text.push_str("::");
+            }
+            continue;
+        }
+        if i > 0 && i != end {
+            text.push(b':');
+        }
+        let mut started = false;
+        for shift in [12, 8, 4, 0] {
+            let d = usize::from((g >> shift) & 0xf);
+            if started || d != 0 || shift == 0 {
+                started = true;
+                text.push(HEX[d]);
+            }
+        }
+    }
 }
 
 /// "client +1.234s", or "-": how the human formats show who did something and when.
@@ -949,6 +1049,45 @@ mod tests {
         #[test]
         fn endpoints_read_as_display_writes_them(a in proptest::prelude::any::<SocketAddr>()) {
             proptest::prop_assert_eq!(endpoint_text(a), a.to_string());
+        }
+
+        /// IPv6 addresses with runs of zero groups (where `::` goes, ties included), IPv4-mapped
+        /// ones and groups with leading zeros: random addresses nearly never have them.
+        #[test]
+        fn ipv6_endpoints_with_zero_runs_read_as_display_writes_them(
+            groups in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::strategy::Just(0u16),
+                    1 => proptest::strategy::Just(0xffffu16),
+                    1 => 0u16..0x10,
+                    1 => proptest::prelude::any::<u16>(),
+                ],
+                8,
+            ),
+            port: u16,
+        ) {
+            let mut g = [0u16; 8];
+            g.copy_from_slice(&groups);
+            let a = SocketAddr::from((std::net::Ipv6Addr::from(g), port));
+            proptest::prop_assert_eq!(endpoint_text(a), a.to_string());
+        }
+    }
+
+    #[test]
+    fn ipv6_endpoints_as_display_writes_them() {
+        for text in [
+            "[::]:1",
+            "[::1]:443",
+            "[1::]:2",
+            "[1:0:0:2:0:0:0:3]:4",
+            "[1:0:0:2:0:0:3:4]:5",
+            "[0:1:0:1:0:1:0:1]:6",
+            "[::ffff:10.0.0.1]:7",
+            "[::ffff:0:a00:1]:8",
+            "[2001:db8::ff00:42:8329]:9",
+        ] {
+            let a: SocketAddr = text.parse().unwrap();
+            assert_eq!(endpoint_text(a), a.to_string(), "{text}");
         }
     }
 }
