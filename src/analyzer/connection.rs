@@ -82,8 +82,8 @@ impl RttStats {
     }
 }
 
-/// What one direction sent.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+/// What one direction sent. Encoded for the spill file by hand ([`super::packed`]).
+#[derive(Clone, Debug, Default)]
 pub struct DirFacts {
     pub packets: u64,
     pub payload_bytes: u64,
@@ -1326,7 +1326,7 @@ mod tests {
         let mut conn = conn.unwrap();
         conn.end(ts);
         FAST_LANE.with(|f| f.set(true));
-        serde_json::to_string(&conn).unwrap()
+        format!("{conn:?}")
     }
 
     #[test]
@@ -1371,9 +1371,9 @@ mod tests {
         let got = replay(&talk, true);
         assert_eq!(got, want);
         for fact in [
-            r#""attempts":2"#,
-            r#""frames_after_close":1"#,
-            r#""unsolicited_pongs":1"#,
+            "attempts: 2,",
+            "frames_after_close: 1,",
+            "unsolicited_pongs: 1,",
         ] {
             assert!(want.contains(fact), "{fact} in {want}");
         }

@@ -17,6 +17,7 @@ pub mod brief;
 pub mod connection;
 pub mod event;
 mod outcome;
+mod packed;
 pub mod spill;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -96,6 +96,17 @@ impl Timestamp {
     pub const fn nanos(self) -> i64 {
         (self.0.get() ^ SIGN).cast_signed()
     }
+    /// The stored bits, never 0: eight bytes for binary encodings, where 0 can stand for no time.
+    pub const fn to_bits(self) -> u64 {
+        self.0.get()
+    }
+    /// The time whose stored bits are `bits`; `None` for 0.
+    pub const fn from_bits(bits: u64) -> Option<Self> {
+        match NonZeroU64::new(bits) {
+            Some(bits) => Some(Timestamp(bits)),
+            None => None,
+        }
+    }
     pub fn from_parts(secs: i64, nanos: u32) -> Self {
         Timestamp::from_nanos(
             secs.saturating_mul(1_000_000_000)
