@@ -36,15 +36,6 @@ fn how(e: &Ending, v: &View<'_>) -> String {
     }
 }
 
-/// The view numbers of `keyed`, in the order of their keys. Each key is worked out once (worked
-/// out at each comparison, the keys and the addresses unpacked from the briefs were most of the
-/// pairing's time), and ties are broken by the view number: unique, so that an unstable sort
-/// gives the one order.
-fn sorted<K: Ord>(mut keyed: Vec<(K, u32)>) -> Vec<u32> {
-    keyed.sort_unstable();
-    keyed.into_iter().map(|(_, i)| i).collect()
-}
-
 /// The legs of proxied connections: (client leg, upstream leg, how they were paired), as indexes
 /// into `views`.
 pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
@@ -58,16 +49,13 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     };
     let with_request =
         || (0..views.len() as u32).filter(|&i| request_of(&views[i as usize]).is_some());
-    let by_key: Vec<u32> = sorted(
-        with_request()
-            .filter_map(|i| Some((key_of(i)?, i)))
-            .collect(),
-    );
-    let by_origin_path: Vec<u32> = sorted(
-        with_request()
-            .filter_map(|i| Some((origin_path_of(i)?, i)))
-            .collect(),
-    );
+    // Ties broken by the view number, so that an unstable sort (in place: no scratch copy, where
+    // a stable one allocates half the list) gives the one order.
+    let mut by_key: Vec<u32> = with_request().filter(|&i| key_of(i).is_some()).collect();
+    by_key.sort_unstable_by(|&a, &b| key_of(a).cmp(&key_of(b)).then(a.cmp(&b)));
+    let mut by_origin_path: Vec<u32> = with_request().collect();
+    by_origin_path
+        .sort_unstable_by(|&a, &b| origin_path_of(a).cmp(&origin_path_of(b)).then(a.cmp(&b)));
     let mut out = Vec::new();
     let mut used = FxHashSet::default();
     let mut fronts: Vec<(Timestamp, usize)> = views

@@ -124,30 +124,41 @@ pub enum Parsed<T> {
     Invalid(String),
 }
 
-fn header_value(headers: &[httparse::Header<'_>], name: &str) -> Option<Text> {
-    // Repeated headers are joined with ", " (RFC 9110 §5.3).
-    let mut joined: Option<Text> = None;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+/// The values of the headers named in `names` (lower case), in that order, each from one pass
+/// over the headers: repeated headers are joined with ", " (RFC 9110 §5.3). (A pass per name cost
+/// an upgrade about 4,000 instructions, as much as httparse's parse of it.)
+fn header_values<const N: usize>(
+    headers: &[httparse::Header<'_>],
+    names: [&str; N],
+) -> [Option<Text>; N] {
+    let mut values: [Option<Text>; N] = std::array::from_fn(|_| None);
+    for h in headers {
+        let Some(slot) = names
+            .iter()
+            .position(|n| n.len() == h.name.len() && h.name.eq_ignore_ascii_case(n))
+            .and_then(|i| values.get_mut(i))
+        else {
+            continue;
+        };
         // Most values are ASCII: only the others need the slower lossy decoding.
         let value = match std::str::from_utf8(h.value) {
             Ok(v) => std::borrow::Cow::Borrowed(v),
             Err(_) => String::from_utf8_lossy(h.value),
         };
-        match &mut joined {
-            None => joined = Some(Text::from(value.trim())),
-            Some(j) => {
-                j.push_str(", ");
-                j.push_str(value.trim());
+        match slot {
+            None => *slot = Some(Text::from(value.trim())),
+            Some(joined) => {
+                joined.push_str(", ");
+                joined.push_str(value.trim());
             }
         }
     }
-    joined
+    values
 }
 
-fn content_length(headers: &[httparse::Header<'_>]) -> u64 {
-    header_value(headers, "content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// A Content-Length header's value; 0 when there is none, or it is not a number.
+fn content_length(value: Option<Text>) -> u64 {
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// Header slots for httparse, left uninitialised: it writes the ones it fills, and filling all of
@@ -161,21 +172,46 @@ pub fn parse_request(buf: &[u8]) -> Parsed<UpgradeRequest> {
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => {
-            let h = &*req.headers;
+            let [
+                host,
+                origin,
+                user_agent,
+                upgrade,
+                connection,
+                key,
+                version,
+                protocols,
+                extensions,
+                length,
+            ] = header_values(
+                req.headers,
+                [
+                    "host",
+                    "origin",
+                    "user-agent",
+                    "upgrade",
+                    "connection",
+                    "sec-websocket-key",
+                    "sec-websocket-version",
+                    "sec-websocket-protocol",
+                    "sec-websocket-extensions",
+                    "content-length",
+                ],
+            );
             Parsed::Complete(
                 UpgradeRequest {
                     method: Text::from(req.method.unwrap_or_default()),
                     path: Text::from(req.path.unwrap_or_default()),
-                    host: header_value(h, "host"),
-                    origin: header_value(h, "origin"),
-                    user_agent: header_value(h, "user-agent"),
-                    upgrade: header_value(h, "upgrade"),
-                    connection: header_value(h, "connection"),
-                    key: header_value(h, "sec-websocket-key"),
-                    version: header_value(h, "sec-websocket-version"),
-                    protocols: header_value(h, "sec-websocket-protocol"),
-                    extensions: header_value(h, "sec-websocket-extensions"),
-                    body_len: content_length(h),
+                    host,
+                    origin,
+                    user_agent,
+                    upgrade,
+                    connection,
+                    key,
+                    version,
+                    protocols,
+                    extensions,
+                    body_len: content_length(length),
                     truncated: false,
                 },
                 n,
@@ -192,23 +228,42 @@ pub fn parse_response(buf: &[u8]) -> Parsed<UpgradeResponse> {
     let config = httparse::ParserConfig::default();
     match config.parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => {
-            let h = &*resp.headers;
             let status = resp.code.unwrap_or_default();
+            let [
+                upgrade,
+                connection,
+                accept,
+                protocol,
+                extensions,
+                server,
+                length,
+            ] = header_values(
+                resp.headers,
+                [
+                    "upgrade",
+                    "connection",
+                    "sec-websocket-accept",
+                    "sec-websocket-protocol",
+                    "sec-websocket-extensions",
+                    "server",
+                    "content-length",
+                ],
+            );
             Parsed::Complete(
                 UpgradeResponse {
                     status,
                     reason: Text::from(resp.reason.unwrap_or_default()),
-                    upgrade: header_value(h, "upgrade"),
-                    connection: header_value(h, "connection"),
-                    accept: header_value(h, "sec-websocket-accept"),
-                    protocol: header_value(h, "sec-websocket-protocol"),
-                    extensions: header_value(h, "sec-websocket-extensions"),
-                    server: header_value(h, "server"),
+                    upgrade,
+                    connection,
+                    accept,
+                    protocol,
+                    extensions,
+                    server,
                     // A 101 switches protocols right after the head; 1xx, 204 and 304 carry no body.
                     body_len: if status < 200 || status == 204 || status == 304 {
                         0
                     } else {
-                        content_length(h)
+                        content_length(length)
                     },
                     truncated: false,
                 },
