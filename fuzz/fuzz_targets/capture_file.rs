@@ -68,21 +68,37 @@ fn read_through(mut r: FileReader, batches: bool) -> Run {
     for _ in 0..1_000_000 {
         if batches {
             let n = r.shared_batch(|p| {
-                assert_eq!(p.buffer.get(p.at..p.at + p.packet.data.len()), Some(p.packet.data));
-                packets.push((p.packet.ts.nanos(), p.packet.data.to_vec(), p.packet.orig_len));
+                assert_eq!(
+                    p.buffer.get(p.at..p.at + p.packet.data.len()),
+                    Some(p.packet.data)
+                );
+                packets.push((
+                    p.packet.ts.nanos(),
+                    p.packet.data.to_vec(),
+                    p.packet.orig_len,
+                ));
             });
             if n > 0 {
                 continue;
             }
         }
         match r.next_packet_shared() {
-            Ok(Some(p)) => packets.push((p.packet.ts.nanos(), p.packet.data.to_vec(), p.packet.orig_len)),
+            Ok(Some(p)) => packets.push((
+                p.packet.ts.nanos(),
+                p.packet.data.to_vec(),
+                p.packet.orig_len,
+            )),
             Ok(None) => break,
             Err(e) => errors.push(e.to_string()),
         }
     }
     let st = r.stats();
-    (packets, errors, r.warnings().to_vec(), [st.packets, st.bytes, st.time_backwards])
+    (
+        packets,
+        errors,
+        r.warnings().to_vec(),
+        [st.packets, st.bytes, st.time_backwards],
+    )
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
