@@ -191,6 +191,7 @@ impl Spooled {
         out.write_all(&line)?;
         let mut rows = self.rows.read_back()?;
         let mut framed = Vec::new();
+        // The end of the rows is at the start of a row; anywhere else it is an error.
         while !rows.fill_buf()?.is_empty() {
             let mut len = [0u8; 4];
             rows.read_exact(&mut len)?;
