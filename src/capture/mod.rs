@@ -45,9 +45,9 @@ pub struct Timestamp(NonZeroU64);
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_u64(self.0.get())
+            s.serialize_u64(self.to_bits())
         } else {
-            s.serialize_bytes(&self.0.get().to_le_bytes())
+            s.serialize_bytes(&self.to_bits().to_le_bytes())
         }
     }
 }
@@ -61,9 +61,7 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
                 f.write_str("a timestamp: a non-zero u64, or its 8 little-endian bytes")
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
-                NonZeroU64::new(v)
-                    .map(Timestamp)
-                    .ok_or_else(|| E::custom("a timestamp of zero"))
+                Timestamp::from_bits(v).ok_or_else(|| E::custom("a timestamp of zero"))
             }
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Timestamp, E> {
                 let bytes: [u8; 8] = v

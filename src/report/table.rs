@@ -143,7 +143,7 @@ impl Spooled {
             rows: spool(),
             why: spool(),
             count: 0,
-            widths: HEADER.map(get_text_width),
+            widths: HEADER.map(text_width),
         }
     }
 
