@@ -164,6 +164,14 @@ impl Brief {
         self.endpoints[side & 1].unpack()
     }
 
+    /// Endpoint `side`'s address as a number that is equal for two endpoints exactly when their
+    /// addresses are (`SocketAddr`'s own comparison unpacks both, about ten times the work), and
+    /// in a fixed order: for grouping, not for showing.
+    pub fn address_key(&self, side: Side) -> (u128, bool) {
+        let a = &self.endpoints[side & 1];
+        (u128::from_ne_bytes(a.ip), a.v4)
+    }
+
     /// Which endpoint is the client.
     pub fn client(&self) -> Side {
         Side::from(self.client)
