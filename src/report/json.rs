@@ -11,6 +11,10 @@
 //! serde_json's own formatter, so that they are the same digits. `tests::same_bytes_as_serde_json`
 //! and the report tests (lazy against whole reports, which serde_json prints) hold the two to the
 //! same bytes.
+//!
+//! A connection's fixed fields no longer come through here but through
+//! [`super::connection_json`], which writes them without serde; what varies in shape (diagnoses,
+//! TLS, timelines) still does.
 
 use std::fmt;
 
@@ -75,7 +79,9 @@ macro_rules! integers {
 }
 
 impl Pretty<'_> {
-    /// A new line at the current depth, after a comma when it is not the first element.
+    /// A new line at the current depth, after a comma when it is not the first element. Inlined:
+    /// a call's entry and exit cost more than its body, once per line of the report.
+    #[inline(always)]
     fn line(&mut self, comma: bool) {
         /// A comma, a new line and the deepest indent the report has, with room to spare.
         const LINE: &[u8; 2 + 32] = b",\n                                ";
@@ -191,7 +197,7 @@ static CONTROL: [[u8; 6]; 32] = {
 };
 
 /// `s` as a JSON string.
-fn string(out: &mut Vec<u8>, s: &str) {
+pub(super) fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');

@@ -1,6 +1,7 @@
 //! Reports: the analysis as a data model ([`model`]), then printed as a table, JSON, JSON lines or
 //! CSV. Printers write to any `Write`, so tests print into a `Vec<u8>`.
 
+mod connection_json;
 pub mod escape;
 pub mod html;
 mod json;
@@ -110,7 +111,7 @@ fn write_json_lazily(
     out.write_all(b"[")?;
     let element = |c: &ConnectionReport| -> io::Result<Vec<u8>> {
         let mut v = Vec::with_capacity(4096);
-        json::write_at_depth(c, 2, &mut v)?;
+        connection_json::write(c, &mut v)?;
         Ok(v)
     };
     let mut first = true;
