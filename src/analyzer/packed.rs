@@ -11,6 +11,10 @@
 //!
 //! Every field is named in both directions (a destructuring and a struct literal with no `..`), so
 //! a field added to [`DirFacts`] does not compile until it is encoded here too.
+//!
+//! The upgrade request and response likewise: their dozen and eight texts as one byte string (the
+//! lengths, then the bytes), checked as UTF-8 once, where each text through serde was a length, a
+//! check and a copy of its own (a fifth of reading a short connection back).
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
@@ -20,6 +24,7 @@ use super::connection::{DirFacts, RttStats};
 use crate::capture::Timestamp;
 use crate::tcp::ReassemblyStats;
 use crate::websocket::Opcode;
+use crate::websocket::handshake::{Text, UpgradeRequest, UpgradeResponse};
 
 /// Words in the block.
 const WORDS: usize = 49;
@@ -272,6 +277,225 @@ impl<'de> Deserialize<'de> for DirFacts {
     }
 }
 
+/// No text: a length no text of a head can have.
+const ABSENT: u32 = u32::MAX;
+
+/// `N` texts as one byte string: each one's length (little-endian, [`ABSENT`] for none), then
+/// their bytes one after another.
+fn pack_texts<const N: usize>(texts: [Option<&str>; N]) -> Vec<u8> {
+    let bytes: usize = texts.iter().flatten().map(|t| t.len()).sum();
+    let mut out = Vec::with_capacity(4 * N + bytes);
+    for t in &texts {
+        let len = t.map_or(ABSENT, |t| u32::try_from(t.len()).unwrap_or(ABSENT));
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    for t in texts.iter().flatten() {
+        out.extend_from_slice(t.as_bytes());
+    }
+    out
+}
+
+/// The texts [`pack_texts`] wrote; an error, never a panic, for a string that is not one.
+fn unpack_texts<const N: usize, E: de::Error>(v: &[u8]) -> Result<[Option<Text>; N], E> {
+    let bad = || E::custom("a damaged list of texts");
+    let (lengths, bytes) = v.split_at_checked(4 * N).ok_or_else(bad)?;
+    // Every text was a `str`, so all of them together are one; cut at their lengths, each is
+    // again (`get` says so, for bytes that were damaged since).
+    let all = std::str::from_utf8(bytes).map_err(|_| bad())?;
+    let mut at = 0usize;
+    let mut texts = [const { None }; N];
+    for (text, len) in texts.iter_mut().zip(lengths.chunks_exact(4)) {
+        let len = u32::from_le_bytes(<[u8; 4]>::try_from(len).map_err(|_| bad())?);
+        if len == ABSENT {
+            continue;
+        }
+        let end = at.checked_add(len as usize).ok_or_else(bad)?;
+        *text = Some(Text::from(all.get(at..end).ok_or_else(bad)?));
+        at = end;
+    }
+    if at != all.len() {
+        return Err(bad());
+    }
+    Ok(texts)
+}
+
+/// A head as encoded: its texts, its numbers and its flag.
+type HeadParts<const N: usize, const M: usize> = ([Option<Text>; N], [u64; M], bool);
+
+/// Deserializes what `serialize_tuple(M + 2)` of (texts, `M` numbers, a flag) wrote.
+fn head_parts<'de, D: Deserializer<'de>, const N: usize, const M: usize>(
+    d: D,
+) -> Result<HeadParts<N, M>, D::Error> {
+    struct PartsVisitor<const N: usize, const M: usize>;
+    impl<'de, const N: usize, const M: usize> Visitor<'de> for PartsVisitor<N, M> {
+        type Value = HeadParts<N, M>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an upgrade head: {N} texts, {M} numbers and a flag")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let missing = |i| de::Error::invalid_length(i, &"an upgrade head");
+            let Texts(texts) = seq.next_element()?.ok_or_else(|| missing(0))?;
+            let mut numbers = [0u64; M];
+            for (i, n) in numbers.iter_mut().enumerate() {
+                *n = seq.next_element()?.ok_or_else(|| missing(1 + i))?;
+            }
+            let flag = seq.next_element()?.ok_or_else(|| missing(1 + M))?;
+            Ok((texts, numbers, flag))
+        }
+    }
+    d.deserialize_tuple(M + 2, PartsVisitor::<N, M>)
+}
+
+/// The texts of a head, from serde's bytes.
+struct Texts<const N: usize>([Option<Text>; N]);
+
+impl<'de, const N: usize> Deserialize<'de> for Texts<N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextsVisitor<const N: usize>;
+        impl<const N: usize> Visitor<'_> for TextsVisitor<N> {
+            type Value = Texts<N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{N} texts as bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Texts<N>, E> {
+                unpack_texts(v).map(Texts)
+            }
+        }
+        d.deserialize_bytes(TextsVisitor::<N>)
+    }
+}
+
+impl Serialize for UpgradeRequest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let UpgradeRequest {
+            method,
+            path,
+            host,
+            origin,
+            user_agent,
+            upgrade,
+            connection,
+            key,
+            version,
+            protocols,
+            extensions,
+            body_len,
+            truncated,
+        } = self;
+        let texts = pack_texts([
+            Some(method.as_str()),
+            Some(path.as_str()),
+            host.as_deref(),
+            origin.as_deref(),
+            user_agent.as_deref(),
+            upgrade.as_deref(),
+            connection.as_deref(),
+            key.as_deref(),
+            version.as_deref(),
+            protocols.as_deref(),
+            extensions.as_deref(),
+        ]);
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&Block(&texts))?;
+        t.serialize_element(body_len)?;
+        t.serialize_element(truncated)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for UpgradeRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (texts, [body_len], truncated) = head_parts::<D, 11, 1>(d)?;
+        let [
+            method,
+            path,
+            host,
+            origin,
+            user_agent,
+            upgrade,
+            connection,
+            key,
+            version,
+            protocols,
+            extensions,
+        ] = texts;
+        Ok(UpgradeRequest {
+            method: method.unwrap_or_default(),
+            path: path.unwrap_or_default(),
+            host,
+            origin,
+            user_agent,
+            upgrade,
+            connection,
+            key,
+            version,
+            protocols,
+            extensions,
+            body_len,
+            truncated,
+        })
+    }
+}
+
+impl Serialize for UpgradeResponse {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let UpgradeResponse {
+            status,
+            reason,
+            upgrade,
+            connection,
+            accept,
+            protocol,
+            extensions,
+            server,
+            body_len,
+            truncated,
+        } = self;
+        let texts = pack_texts([
+            Some(reason.as_str()),
+            upgrade.as_deref(),
+            connection.as_deref(),
+            accept.as_deref(),
+            protocol.as_deref(),
+            extensions.as_deref(),
+            server.as_deref(),
+        ]);
+        let mut t = s.serialize_tuple(4)?;
+        t.serialize_element(&Block(&texts))?;
+        t.serialize_element(&u64::from(*status))?;
+        t.serialize_element(body_len)?;
+        t.serialize_element(truncated)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for UpgradeResponse {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (texts, [status, body_len], truncated) = head_parts::<D, 7, 2>(d)?;
+        let [
+            reason,
+            upgrade,
+            connection,
+            accept,
+            protocol,
+            extensions,
+            server,
+        ] = texts;
+        Ok(UpgradeResponse {
+            status: u16::try_from(status).map_err(de::Error::custom)?,
+            reason: reason.unwrap_or_default(),
+            upgrade,
+            connection,
+            accept,
+            protocol,
+            extensions,
+            server,
+            body_len,
+            truncated,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +592,89 @@ mod tests {
         let empty: DirFacts =
             postcard::from_bytes(&postcard::to_stdvec(&DirFacts::default()).unwrap()).unwrap();
         assert_eq!(format!("{empty:?}"), format!("{:?}", DirFacts::default()));
+    }
+
+    fn request(text: impl Fn(&str) -> Option<Text>) -> UpgradeRequest {
+        UpgradeRequest {
+            method: "GET".into(),
+            path: "/chat?q=é".into(),
+            host: text("host.example"),
+            origin: text("https://origin.example"),
+            user_agent: text("agent/1.0 (a user agent longer than twenty-four bytes)"),
+            upgrade: text("websocket"),
+            connection: text("Upgrade"),
+            key: text("dGhlIHNhbXBsZSBub25jZQ=="),
+            version: text("13"),
+            protocols: text("chat, 😀"),
+            extensions: text("permessage-deflate"),
+            body_len: u64::MAX,
+            truncated: true,
+        }
+    }
+
+    fn response(text: impl Fn(&str) -> Option<Text>) -> UpgradeResponse {
+        UpgradeResponse {
+            status: u16::MAX,
+            reason: "Switching Protocols".into(),
+            upgrade: text("websocket"),
+            connection: text("Upgrade"),
+            accept: text("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            protocol: text(""),
+            extensions: text("permessage-deflate; client_max_window_bits=15"),
+            server: text("nginx/1.24 ü"),
+            body_len: 1 << 60,
+            truncated: false,
+        }
+    }
+
+    /// The upgrade heads through the spill file's encoding and back: every text there (empty,
+    /// inline, long, not ASCII) or none of them.
+    #[test]
+    fn upgrade_heads_come_back() {
+        let some = |t: &str| Some(Text::from(t));
+        let none = |_: &str| None;
+        for (req, resp) in [
+            (request(some), response(some)),
+            (request(none), response(none)),
+            (UpgradeRequest::default(), UpgradeResponse::default()),
+        ] {
+            let back: UpgradeRequest =
+                postcard::from_bytes(&postcard::to_stdvec(&req).unwrap()).unwrap();
+            assert_eq!(back, req);
+            let back: UpgradeResponse =
+                postcard::from_bytes(&postcard::to_stdvec(&resp).unwrap()).unwrap();
+            assert_eq!(back, resp);
+        }
+    }
+
+    /// Texts whose bytes were damaged are an error, never a panic nor a wrong text: cut short,
+    /// a length past the end, bytes left over, a cut inside a character, not UTF-8.
+    #[test]
+    fn damaged_texts_are_an_error() {
+        let packed = pack_texts([Some("é"), Some("ab"), None]);
+        assert_eq!(
+            unpack_texts::<3, serde::de::value::Error>(&packed).unwrap(),
+            [Some(Text::from("é")), Some(Text::from("ab")), None]
+        );
+        let with_lengths = |lengths: [u32; 3], bytes: &[u8]| {
+            let mut v: Vec<u8> = lengths.iter().flat_map(|l| l.to_le_bytes()).collect();
+            v.extend_from_slice(bytes);
+            unpack_texts::<3, serde::de::value::Error>(&v)
+        };
+        let text = "éab".as_bytes();
+        assert!(with_lengths([2, 2, ABSENT], text).is_ok());
+        for bad in [
+            with_lengths([2, 3, ABSENT], text),          // past the end
+            with_lengths([2, 1, ABSENT], text),          // a byte left over
+            with_lengths([1, 3, ABSENT], text),          // inside the é
+            with_lengths([2, 2, ABSENT], b"\xff\xfeab"), // not UTF-8
+            with_lengths([u32::MAX - 1, 2, 0], text),    // far past the end
+        ] {
+            assert!(bad.is_err());
+        }
+        for cut in 0..packed.len() {
+            assert!(unpack_texts::<3, serde::de::value::Error>(&packed[..cut]).is_err());
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@ const MAX_HEADERS: usize = 128;
 /// until the report.
 pub type Text = compact_str::CompactString;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Encoded for the spill file by hand ([`crate::analyzer`]'s `packed.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpgradeRequest {
     pub method: Text,
     pub path: Text,
@@ -51,7 +52,8 @@ fn has_token(header: Option<&str>, token: &str) -> bool {
     })
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Encoded for the spill file by hand ([`crate::analyzer`]'s `packed.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpgradeResponse {
     pub status: u16,
     pub reason: Text,
