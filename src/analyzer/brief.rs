@@ -165,8 +165,8 @@ impl Brief {
     }
 
     /// Endpoint `side`'s address as a number that is equal for two endpoints exactly when their
-    /// addresses are (`SocketAddr`'s own comparison unpacks both, about ten times the work), and
-    /// in a fixed order: for grouping, not for showing.
+    /// addresses are, without unpacking either into a `SocketAddr`; in a fixed order, for grouping,
+    /// not for showing.
     pub fn address_key(&self, side: Side) -> (u128, bool) {
         let a = &self.endpoints[side & 1];
         (u128::from_ne_bytes(a.ip), a.v4)

@@ -36,19 +36,20 @@ impl Outcome {
         }
     }
 
+    /// Every outcome.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Clean,
+        Outcome::Abnormal,
+        Outcome::CloseUnanswered,
+        Outcome::Open,
+        Outcome::HandshakeFailed,
+        Outcome::Refused,
+        Outcome::Encrypted,
+        Outcome::NotWebsocket,
+    ];
+
     pub fn parse(s: &str) -> Option<Outcome> {
-        [
-            Outcome::Clean,
-            Outcome::Abnormal,
-            Outcome::CloseUnanswered,
-            Outcome::Open,
-            Outcome::HandshakeFailed,
-            Outcome::Refused,
-            Outcome::Encrypted,
-            Outcome::NotWebsocket,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 }
 

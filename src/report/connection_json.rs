@@ -520,16 +520,6 @@ mod tests {
     }
 
     fn report(p: &mut Pool) -> ConnectionReport {
-        const OUTCOMES: [Outcome; 8] = [
-            Outcome::Clean,
-            Outcome::Abnormal,
-            Outcome::CloseUnanswered,
-            Outcome::Open,
-            Outcome::HandshakeFailed,
-            Outcome::Refused,
-            Outcome::Encrypted,
-            Outcome::NotWebsocket,
-        ];
         const ROLES: [RoleEvidence; 5] = [
             RoleEvidence::Handshake,
             RoleEvidence::TlsHello,
@@ -545,7 +535,7 @@ mod tests {
             roles_from: ROLES[p.number() as usize % ROLES.len()],
             path: p.maybe(Pool::short),
             host: p.maybe(Pool::short),
-            outcome: OUTCOMES[p.number() as usize % OUTCOMES.len()],
+            outcome: Outcome::ALL[p.number() as usize % Outcome::ALL.len()],
             start: p.time(),
             end: p.time(),
             duration_s: p.float(),
@@ -680,20 +670,6 @@ mod tests {
         )
     }
 
-    /// Floats of every kind: ordinary, rounded as the report rounds, tiny, huge, negative zero,
-    /// infinite, NaN.
-    fn float() -> impl Strategy<Value = f64> {
-        prop_oneof![
-            any::<f64>(),
-            (-1e6f64..1e6).prop_map(|x| (x * 1000.0).round() / 1000.0),
-            Just(-0.0),
-            Just(f64::INFINITY),
-            Just(f64::NAN),
-            Just(1e300),
-            Just(5e-324),
-        ]
-    }
-
     proptest! {
         #[test]
         fn same_bytes_as_the_serde_path(
@@ -705,7 +681,7 @@ mod tests {
                 ],
                 1..12,
             ),
-            floats in proptest::collection::vec(float(), 1..8),
+            floats in proptest::collection::vec(json::tests::float(), 1..8),
             numbers in proptest::collection::vec(any::<u64>(), 1..16),
             flags in proptest::collection::vec(any::<bool>(), 1..24),
         ) {

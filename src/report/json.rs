@@ -519,7 +519,7 @@ impl ser::SerializeMap for Compound<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
@@ -596,7 +596,7 @@ mod tests {
     }
 
     /// Floats of every kind: ordinary, tiny, huge, integral, negative zero, infinite, NaN.
-    fn float() -> impl Strategy<Value = f64> {
+    pub(in crate::report) fn float() -> impl Strategy<Value = f64> {
         prop_oneof![
             any::<f64>(),
             (-1e6f64..1e6).prop_map(|x| (x * 1000.0).round() / 1000.0),
