@@ -52,14 +52,17 @@ struct OriginPath<'v> {
 }
 
 impl OriginPath<'_> {
-    fn same_group(&self, other: &Self) -> bool {
-        self.origin == other.origin
-            && (Arc::ptr_eq(self.path, other.path) || self.path == other.path)
+    /// The same path, by pointer first (the usual case) and by text only if they differ.
+    fn same_path(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self.path, other.path) || self.path == other.path
     }
-}
 
-impl Ord for OriginPath<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
+    fn same_group(&self, other: &Self) -> bool {
+        self.origin == other.origin && self.same_path(other)
+    }
+
+    /// Origin, then path, then time.
+    fn order(&self, other: &Self) -> Ordering {
         self.origin
             .cmp(&other.origin)
             .then_with(|| {
@@ -73,20 +76,6 @@ impl Ord for OriginPath<'_> {
     }
 }
 
-impl PartialOrd for OriginPath<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for OriginPath<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for OriginPath<'_> {}
-
 /// The legs of proxied connections: (client leg, upstream leg, how they were paired), as indexes
 /// into `views`.
 pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
@@ -94,6 +83,7 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     // the requests sorted by key, and by origin address, path and time. Lists of view numbers
     // (4 bytes a request, where a map of lists took 80).
     let key_of = |i: u32| request_of(&views[i as usize]).and_then(|(_, r)| r.key.as_deref());
+    // Every entry of `by_origin_path` has a request: `None` is only for the others.
     let origin_path_of = |i: u32| {
         let v = &views[i as usize];
         request_of(v).map(|(t, r)| OriginPath {
@@ -102,6 +92,10 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
             at: t,
         })
     };
+    let origin_order = |a: u32, b: u32| match (origin_path_of(a), origin_path_of(b)) {
+        (Some(a), Some(b)) => a.order(&b),
+        (a, b) => a.is_some().cmp(&b.is_some()),
+    };
     let with_request =
         || (0..views.len() as u32).filter(|&i| request_of(&views[i as usize]).is_some());
     // Ties broken by the view number, so that an unstable sort (in place: no scratch copy, where
@@ -109,8 +103,7 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     let mut by_key: Vec<u32> = with_request().filter(|&i| key_of(i).is_some()).collect();
     by_key.sort_unstable_by(|&a, &b| key_of(a).cmp(&key_of(b)).then(a.cmp(&b)));
     let mut by_origin_path: Vec<u32> = with_request().collect();
-    by_origin_path
-        .sort_unstable_by(|&a, &b| origin_path_of(a).cmp(&origin_path_of(b)).then(a.cmp(&b)));
+    by_origin_path.sort_unstable_by(|&a, &b| origin_order(a, b).then(a.cmp(&b)));
     let mut out = Vec::new();
     let mut used = FxHashSet::default();
     let mut fronts: Vec<(Timestamp, usize)> = views
@@ -154,7 +147,9 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
                     path: &req_front.path,
                     at: t_front,
                 };
-                let from = by_origin_path.partition_point(|&i| origin_path_of(i) < Some(wanted));
+                let from = by_origin_path.partition_point(|&i| {
+                    origin_path_of(i).is_none_or(|o| o.order(&wanted).is_lt())
+                });
                 by_origin_path
                     .get(from..)
                     .unwrap_or_default()

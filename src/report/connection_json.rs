@@ -12,7 +12,6 @@
 //! for any report, and the report tests hold the whole document to serde_json's.
 
 use serde::Serialize;
-use serde_json::ser::{CompactFormatter, Formatter};
 
 use super::json::{self, Error};
 use super::model::{
@@ -201,14 +200,8 @@ impl Writer<'_> {
         self.raw(itoa::Buffer::new().format(n).as_bytes());
     }
 
-    /// serde_json's digits (its formatter); not finite: `null`, as serde_json writes it.
     fn float(&mut self, x: f64) {
-        if x.is_finite() {
-            // Writing into a vector cannot fail.
-            let _ = CompactFormatter.write_f64(self.out, x);
-        } else {
-            self.raw(b"null");
-        }
+        json::float(self.out, x);
     }
 
     fn bool(&mut self, b: bool) {

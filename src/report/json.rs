@@ -196,6 +196,16 @@ static CONTROL: [[u8; 6]; 32] = {
     table
 };
 
+/// `x` as serde_json writes it: its formatter's digits; not finite, `null`.
+pub(super) fn float(out: &mut Vec<u8>, x: f64) {
+    if x.is_finite() {
+        // Writing into a vector cannot fail.
+        let _ = CompactFormatter.write_f64(out, x);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
 /// `s` as a JSON string.
 pub(super) fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
@@ -297,10 +307,8 @@ impl<'s, 'o> ser::Serializer for &'s mut Pretty<'o> {
         number!(self, write_f32, v)
     }
     fn serialize_f64(self, v: f64) -> Result<(), Error> {
-        if !v.is_finite() {
-            return self.serialize_unit();
-        }
-        number!(self, write_f64, v)
+        float(self.out, v);
+        Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), Error> {
         string(self.out, v.encode_utf8(&mut [0; 4]));

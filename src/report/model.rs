@@ -355,58 +355,35 @@ fn endpoint_text(a: SocketAddr) -> Text {
             return compact_str::ToCompactString::to_compact_string(&a);
         }
         SocketAddr::V6(a) => {
-            text.push(b'[');
+            push(&mut text, '[');
             ipv6_text(&mut text, *a.ip(), &mut digits);
-            text.push(b']');
+            push(&mut text, ']');
         }
     }
-    text.push(b':');
-    text.push_str(digits.format(a.port()));
-    text.text()
+    push(&mut text, ':');
+    push_str(&mut text, digits.format(a.port()));
+    Text::from(text.as_str())
 }
 
-/// ASCII text written into a buffer on the stack, long enough for any endpoint (47 bytes at most:
-/// `[` 39 `]:` 5): a byte at a time there, where a push onto the `Text` checked its capacity and
-/// layout each time.
-struct Ascii {
-    bytes: [u8; 64],
-    len: usize,
+/// An endpoint's text on the stack, long enough for any (47 bytes at most: `[` 39 `]:` 5): a push
+/// onto the `Text` itself checked its capacity and layout each time.
+type Ascii = arrayvec::ArrayString<64>;
+
+/// Appends `s`, which always fits [`Ascii`] (what would not is dropped, never a panic).
+fn push_str(text: &mut Ascii, s: &str) {
+    let _ = text.try_push_str(s);
 }
 
-impl Default for Ascii {
-    fn default() -> Self {
-        Ascii {
-            bytes: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl Ascii {
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.bytes.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
-    }
-
-    fn push_str(&mut self, s: &str) {
-        for &b in s.as_bytes() {
-            self.push(b);
-        }
-    }
-
-    fn text(&self) -> Text {
-        Text::from(std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default())
-    }
+fn push(text: &mut Ascii, c: char) {
+    let _ = text.try_push(c);
 }
 
 fn ipv4_text(text: &mut Ascii, ip: std::net::Ipv4Addr, digits: &mut itoa::Buffer) {
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            text.push(b'.');
+            push(text, '.');
         }
-        text.push_str(digits.format(octet));
+        push_str(text, digits.format(octet));
     }
 }
 
@@ -415,7 +392,7 @@ fn ipv4_text(text: &mut Ascii, ip: std::net::Ipv4Addr, digits: &mut itoa::Buffer
 /// `::ffff:a.b.c.d`.
 fn ipv6_text(text: &mut Ascii, ip: std::net::Ipv6Addr, digits: &mut itoa::Buffer) {
     if let Some(v4) = ip.to_ipv4_mapped() {
-        text.push_str("::ffff:");
+        push_str(text, "::ffff:");
         return ipv4_text(text, v4, digits);
     }
     let groups = ip.segments();
@@ -443,19 +420,19 @@ fn ipv6_text(text: &mut Ascii, ip: std::net::Ipv6Addr, digits: &mut itoa::Buffer
     for (i, &g) in groups.iter().enumerate() {
         if (start..end).contains(&i) {
             if i == start {
-                text.push_str("::");
+                push_str(text, "::");
             }
             continue;
         }
         if i > 0 && i != end {
-            text.push(b':');
+            push(text, ':');
         }
         let mut started = false;
         for shift in [12, 8, 4, 0] {
             let d = usize::from((g >> shift) & 0xf);
             if started || d != 0 || shift == 0 {
                 started = true;
-                text.push(HEX[d]);
+                push(text, char::from(HEX[d]));
             }
         }
     }
