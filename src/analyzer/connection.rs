@@ -173,7 +173,7 @@ pub struct Handshake {
     /// Whether the response's Sec-WebSocket-Accept matches the request's key, when both were
     /// captured: worked out once, when the handshake changes (a SHA-1, which the report and the
     /// diagnosis both ask for).
-    accept_valid: Option<bool>,
+    pub(super) accept_valid: Option<bool>,
 }
 
 impl Handshake {
@@ -245,7 +245,7 @@ type PendingPings = VecDeque<(Side, Vec<u8>, Timestamp)>;
 /// sleep, which only a connection without TLS state or keys is ([`Connection::can_sleep`]):
 /// what is skipped is then empty.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Live {
+pub(super) struct Live {
     reassembly: [Reassembler; 2],
     decoders: [StreamDecoder; 2],
     /// Events decoded and not yet handled: the thread's [`EVENTS`] during a feed, empty otherwise.
@@ -266,7 +266,7 @@ struct Live {
 
 /// What a connection needs to start decoding (serialized as [`Live`] is).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Seed {
+pub(super) struct Seed {
     limits: Limits,
     saw_start: bool,
     #[serde(skip)]
@@ -358,7 +358,8 @@ impl TlsFacts {
 
 /// Serialized (postcard) when spilled to disk once it has ended ([`super::spill`]): the decoding
 /// state is `None` by then, and the notices are only collected live, so neither is stored.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// Encoded by hand ([`super::packed`]).
+#[derive(Debug)]
 pub struct Connection {
     /// Connection number in order of first packet, counting every TCP connection from 0 (as
     /// Wireshark's `tcp.stream` does).
@@ -383,23 +384,21 @@ pub struct Connection {
     /// Timeline events, when asked for.
     pub log: Option<Box<EventLog>>,
     /// Notices not yet collected by the analyzer, when asked for (live capture).
-    #[serde(skip)]
     pub notices: Option<Vec<Notice>>,
     /// Activity per side before the packet being processed (for [`Ending`]).
-    activity_before: [Option<Timestamp>; 2],
-    frame_seq: u64,
-    packet_seq: u64,
+    pub(super) activity_before: [Option<Timestamp>; 2],
+    pub(super) frame_seq: u64,
+    pub(super) packet_seq: u64,
     /// Sequence number of each side's FIN (just past its last data byte).
-    fin_seq: [Option<u32>; 2],
+    pub(super) fin_seq: [Option<u32>; 2],
     /// Times it was put to sleep ([`Connection::can_sleep`]).
-    naps: u8,
+    pub(super) naps: u8,
     /// Queued by the analyzer to be spilled once it has lingered.
-    #[serde(skip)]
     pub(super) queued_for_spill: bool,
     /// What the decoding state will be built from: it is only built when the first payload byte
     /// arrives, so a flood of SYNs or of bare ACKs costs no decoder state. `None` once ended.
-    seed: Option<Box<Seed>>,
-    live: Option<Box<Live>>,
+    pub(super) seed: Option<Box<Seed>>,
+    pub(super) live: Option<Box<Live>>,
 }
 
 impl Connection {
