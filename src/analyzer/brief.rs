@@ -201,3 +201,37 @@ impl Brief {
         self.first_fin_by.map(Side::from)
     }
 }
+
+#[cfg(test)]
+impl Brief {
+    /// A connection's brief with only what proxy pairing reads: its endpoints (the client first)
+    /// and its upgrade request; the rest as a clean close would leave it.
+    pub fn with_request(
+        id: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        request: Option<RequestBrief>,
+    ) -> Brief {
+        let at = request.as_ref().map_or(Timestamp::from_nanos(1), |r| r.at);
+        Brief {
+            id,
+            endpoints: [client, server].map(PackedAddr::pack),
+            client: 0,
+            outcome: Outcome::Clean,
+            first_close_by: None,
+            first_rst_by: None,
+            first_fin_by: None,
+            is_websocket: request.is_some(),
+            any_frames: false,
+            close_code: [None; 2],
+            first_packet: at,
+            last_packet: at,
+            ending: None,
+            packets: [1, 1],
+            first_rst: [None; 2],
+            last_frame: [None; 2],
+            last_activity: None,
+            request,
+        }
+    }
+}

@@ -7,9 +7,10 @@
 use super::{Diagnosis, View, ms, seconds};
 use crate::analyzer::{EndKind, Ending, RequestBrief};
 // Fx hashing, as in the analyzer's flow table and the rules across connections (fleet.rs).
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::capture::Timestamp;
@@ -98,11 +99,44 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     };
     let with_request =
         || (0..views.len() as u32).filter(|&i| request_of(&views[i as usize]).is_some());
+    // Only requests that some front leg could look up are indexed: those whose key another
+    // request shares, and those that came from an address some request went to (a proxy host).
+    // Nearly always neither is any (no proxy in the capture), and then nothing is sorted: the
+    // two sorts were 2% of the instructions on many short connections. The filters count hashes
+    // (8 bytes a request, for the time of the pairing), so a collision only lets a request in.
+    let hash = |x: &dyn Fn(&mut FxHasher)| {
+        let mut h = FxHasher::default();
+        x(&mut h);
+        h.finish()
+    };
+    let key_hash = |i: u32| key_of(i).map(|k| hash(&|h| k.hash(h)));
+    let address_hash = |i: u32, server: bool| {
+        let v = &views[i as usize];
+        let side = if server { v.server() } else { v.client() };
+        hash(&|h| v.brief.address_key(side).hash(h))
+    };
+    let mut keys_seen: FxHashMap<u64, bool> = FxHashMap::default();
+    for k in with_request().filter_map(key_hash) {
+        keys_seen
+            .entry(k)
+            .and_modify(|twice| *twice = true)
+            .or_insert(false);
+    }
+    let mut by_key: Vec<u32> = with_request()
+        .filter(|&i| key_hash(i).is_some_and(|k| keys_seen.get(&k) == Some(&true)))
+        .collect();
+    drop(keys_seen);
+    let proxy_hosts: FxHashSet<u64> = with_request().map(|i| address_hash(i, true)).collect();
+    let mut by_origin_path: Vec<u32> = with_request()
+        .filter(|&i| proxy_hosts.contains(&address_hash(i, false)))
+        .collect();
+    drop(proxy_hosts);
+    if by_key.is_empty() && by_origin_path.is_empty() {
+        return Vec::new();
+    }
     // Ties broken by the view number, so that an unstable sort (in place: no scratch copy, where
     // a stable one allocates half the list) gives the one order.
-    let mut by_key: Vec<u32> = with_request().filter(|&i| key_of(i).is_some()).collect();
     by_key.sort_unstable_by(|&a, &b| key_of(a).cmp(&key_of(b)).then(a.cmp(&b)));
-    let mut by_origin_path: Vec<u32> = with_request().collect();
     by_origin_path.sort_unstable_by(|&a, &b| origin_order(a, b).then(a.cmp(&b)));
     let mut out = Vec::new();
     let mut used = FxHashSet::default();
@@ -273,4 +307,189 @@ pub fn pair_legs(
         out.push((up.brief.id, d));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyzer::{Brief, Held};
+    use proptest::prelude::*;
+
+    /// The pairing as it was before its indexes were filtered: every request indexed by key and
+    /// by origin, path and time. The filtered one must find the same pairs.
+    fn pairs_unfiltered(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
+        let key_of = |i: u32| request_of(&views[i as usize]).and_then(|(_, r)| r.key.as_deref());
+        let origin_path_of = |i: u32| {
+            let v = &views[i as usize];
+            request_of(v).map(|(t, r)| OriginPath {
+                origin: v.brief.address_key(v.client()),
+                path: &r.path,
+                at: t,
+            })
+        };
+        let with_request =
+            || (0..views.len() as u32).filter(|&i| request_of(&views[i as usize]).is_some());
+        let mut by_key: Vec<u32> = with_request().filter(|&i| key_of(i).is_some()).collect();
+        by_key.sort_by(|&a, &b| key_of(a).cmp(&key_of(b)));
+        let mut by_origin_path: Vec<u32> = with_request().collect();
+        by_origin_path.sort_by(|&a, &b| {
+            let (a, b) = (origin_path_of(a).unwrap(), origin_path_of(b).unwrap());
+            a.order(&b)
+        });
+        let mut out = Vec::new();
+        let mut used = FxHashSet::default();
+        let mut fronts: Vec<(Timestamp, usize)> = views
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| request_of(v).map(|(t, _)| (t, i)))
+            .collect();
+        fronts.sort();
+        for (t_front, fi) in fronts {
+            if used.contains(&fi) {
+                continue;
+            }
+            let front = &views[fi];
+            let (_, req_front) = request_of(front).unwrap();
+            let front_server = front.brief.endpoint(front.server());
+            let fits = |ui: usize, t_up: Timestamp| {
+                ui != fi
+                    && !used.contains(&ui)
+                    && views[ui].brief.endpoint(views[ui].server()) != front_server
+                    && (0.0..=PAIR_WITHIN_S).contains(&seconds(t_front, t_up))
+            };
+            let by_same_key = req_front.key.as_deref().and_then(|k| {
+                by_key
+                    .iter()
+                    .filter(|&&i| key_of(i) == Some(k))
+                    .map(|&i| i as usize)
+                    .find(|&ui| fits(ui, request_of(&views[ui]).unwrap().0))
+            });
+            let wanted = OriginPath {
+                origin: front.brief.address_key(front.server()),
+                path: &req_front.path,
+                at: t_front,
+            };
+            let best = match by_same_key {
+                Some(ui) => Some((ui, "same Sec-WebSocket-Key")),
+                None => by_origin_path
+                    .iter()
+                    .map(|&i| (origin_path_of(i).unwrap(), i as usize))
+                    .filter(|(o, _)| o.same_group(&wanted) && o.at >= t_front)
+                    .take_while(|(o, _)| seconds(t_front, o.at) <= PAIR_WITHIN_S)
+                    .find(|&(o, ui)| fits(ui, o.at))
+                    .map(|(_, ui)| (ui, "same path within a second")),
+            };
+            if let Some((ui, evidence)) = best {
+                used.insert(fi);
+                used.insert(ui);
+                out.push((fi, ui, evidence));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Connections among a few hosts (so that some clients are other connections' servers,
+        /// as a proxy is), with keys and paths from small pools and requests within two seconds:
+        /// the pairs found through the filtered indexes are the pairs found through whole ones.
+        #[test]
+        fn filtered_indexes_find_the_same_pairs(
+            conns in proptest::collection::vec(
+                (0u8..4, 0u8..4, 1u16..4, proptest::option::of((0i64..2_000, proptest::option::of(0u8..6), 0u8..2))),
+                0..40,
+            ),
+        ) {
+            let host = |h: u8| -> std::net::IpAddr {
+                if h.is_multiple_of(2) { [10, 0, 0, h].into() } else { [0xfd00, 0, 0, 0, 0, 0, 0, u16::from(h)].into() }
+            };
+            let paths: [Arc<str>; 2] = [Arc::from("/ws"), Arc::from("/chat")];
+            let briefs: Vec<Brief> = conns
+                .iter()
+                .enumerate()
+                .map(|(i, &(c, s, port, req))| {
+                    let request = req.map(|(ms, key, path)| RequestBrief {
+                        at: Timestamp::from_nanos(1_700_000_000_000_000_000 + ms * 1_000_000),
+                        // A path equal to another's but held apart, as two analyzers hold them.
+                        path: if i % 3 == 0 {
+                            Arc::from(&*paths[usize::from(path)])
+                        } else {
+                            paths[usize::from(path)].clone()
+                        },
+                        key: key.map(|k| format!("key{k}AAAAAAAAAAAAAAAAA==").as_str().into()),
+                        user_agent: None,
+                    });
+                    Brief::with_request(
+                        i as u64,
+                        std::net::SocketAddr::new(host(c), 40_000 + i as u16),
+                        std::net::SocketAddr::new(host(s), port),
+                        request,
+                    )
+                })
+                .collect();
+            let views: Vec<View<'_>> = briefs.iter().map(|b| View::new(Held::Borrowed(b))).collect();
+            prop_assert_eq!(pairs(&views), pairs_unfiltered(&views));
+        }
+    }
+
+    /// Both ways of pairing, found: the same key (ports differ), and the same path from the front
+    /// leg's server within a second.
+    #[test]
+    fn pairs_by_key_and_by_path() {
+        let t = |ms: i64| Timestamp::from_nanos(1_700_000_000_000_000_000 + ms * 1_000_000);
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let request = |ms: i64, key: Option<&str>| {
+            Some(RequestBrief {
+                at: t(ms),
+                path: Arc::from("/ws"),
+                key: key.map(Into::into),
+                user_agent: None,
+            })
+        };
+        let briefs = [
+            // Client → proxy, then proxy → upstream with the same key.
+            Brief::with_request(
+                0,
+                addr("192.0.2.1:5000"),
+                addr("10.0.0.1:80"),
+                request(0, Some("a")),
+            ),
+            Brief::with_request(
+                1,
+                addr("10.0.0.1:6000"),
+                addr("10.0.0.2:8080"),
+                request(5, Some("a")),
+            ),
+            // Client → proxy, then proxy → upstream with a new key, 0.2 s later.
+            Brief::with_request(
+                2,
+                addr("192.0.2.2:5001"),
+                addr("10.0.0.1:80"),
+                request(100, Some("b")),
+            ),
+            Brief::with_request(
+                3,
+                addr("10.0.0.1:6001"),
+                addr("10.0.0.2:8080"),
+                request(300, Some("c")),
+            ),
+            // A lone connection.
+            Brief::with_request(
+                4,
+                addr("192.0.2.3:5002"),
+                addr("10.0.0.9:80"),
+                request(400, Some("d")),
+            ),
+        ];
+        let views: Vec<View<'_>> = briefs
+            .iter()
+            .map(|b| View::new(Held::Borrowed(b)))
+            .collect();
+        assert_eq!(
+            pairs(&views),
+            [
+                (0, 1, "same Sec-WebSocket-Key"),
+                (2, 3, "same path within a second")
+            ]
+        );
+    }
 }
