@@ -110,7 +110,7 @@ fn write_json_lazily(
     out.write_all(prefix)?;
     out.write_all(b"[")?;
     let element = |c: &ConnectionReport| -> io::Result<Vec<u8>> {
-        let mut v = Vec::with_capacity(4096);
+        let mut v = Vec::with_capacity(8192);
         connection_json::write(c, &mut v)?;
         Ok(v)
     };
