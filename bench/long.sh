@@ -5,6 +5,10 @@
 #   bench/long.sh                  # 100 MiB and 1 GiB, 300 open at once, 500 B-5 KB of WebSocket each
 #   NO_TSHARK=1 RUNS=3 bench/long.sh
 #
+# Two shapes: 1,000 connections per client address (55 clients at 1 GiB), then every connection from
+# an address of its own (`--ports-per-client 1`, as clients spread over the Internet are; tshark is
+# not run again on those).
+#
 # examples/gen_capture writes both captures once (cached in $BENCH_DIR/long-*.pcap): about 5,400 and
 # 54,000 connections, 2.7 hours of capture time at 1 GiB. An eighth of the connections are left
 # open and go quiet (they sleep on disk after two minutes); the others end every way the generator
@@ -19,21 +23,28 @@ mkdir -p "$BENCH_DIR"
 cargo build --release --bin wsclose --example gen_capture >&2
 GEN=target/release/examples/gen_capture
 
-files=()
-# name, target bytes, seed
-for spec in "100MiB 104857600 5" "1GiB 1073741824 5"; do
-    read -r name bytes seed <<<"$spec"
-    pcap="$BENCH_DIR/long-$name.pcap"
-    if [[ ! -s "$pcap" || ! -s "$pcap.truth.json" ]]; then
-        echo "generating $pcap" >&2
-        "$GEN" --out "$pcap" --truth "$pcap.truth.json" --connections 1 --seed "$seed" \
-            --target-bytes "$bytes" --concurrency 300 --conn-bytes 500 5000 >&2
-    fi
-    for threads in 1 "$(nproc)"; do
-        target/release/wsclose analyze --threads "$threads" --format json "$pcap" >"$BENCH_DIR/long-$name.json"
-        printf "%s, %s thread(s): " "$pcap" "$threads"
-        python3 bench/compare_truth.py "$BENCH_DIR/long-$name.json" "$pcap.truth.json" | tail -1
+run_shape() {
+    local prefix=$1 per_client=$2
+    local files=()
+    # name, target bytes, seed
+    for spec in "100MiB 104857600 5" "1GiB 1073741824 5"; do
+        read -r name bytes seed <<<"$spec"
+        pcap="$BENCH_DIR/$prefix-$name.pcap"
+        if [[ ! -s "$pcap" || ! -s "$pcap.truth.json" ]]; then
+            echo "generating $pcap" >&2
+            "$GEN" --out "$pcap" --truth "$pcap.truth.json" --connections 1 --seed "$seed" \
+                --target-bytes "$bytes" --concurrency 300 --conn-bytes 500 5000 \
+                --ports-per-client "$per_client" >&2
+        fi
+        for threads in 1 "$(nproc)"; do
+            target/release/wsclose analyze --threads "$threads" --format json "$pcap" >"$BENCH_DIR/$prefix-$name.json"
+            printf "%s, %s thread(s): " "$pcap" "$threads"
+            python3 bench/compare_truth.py "$BENCH_DIR/$prefix-$name.json" "$pcap.truth.json" | tail -1
+        done
+        files+=("$pcap")
     done
-    files+=("$pcap")
-done
-bench/compare.sh "${files[@]}"
+    bench/compare.sh "${files[@]}"
+}
+
+run_shape long 1000
+NO_TSHARK=1 run_shape long-distinct 1

@@ -159,6 +159,9 @@ pub struct Config {
     pub concurrency: usize,
     /// WebSocket bytes each connection exchanges after its handshake: log-uniform in this range.
     pub conn_bytes: (u64, u64),
+    /// Connections (each from a port of its own) per client address: 1 gives every connection
+    /// an address of its own, as clients spread over the Internet have.
+    pub ports_per_client: u64,
     /// Time of the first packet, microseconds since the Unix epoch.
     pub start_us: i64,
 }
@@ -171,6 +174,7 @@ impl Config {
             target_bytes: None,
             concurrency: 1500,
             conn_bytes: (1_000, 1_000_000),
+            ports_per_client: 1000,
             // 2024-03-01T00:00:00Z
             start_us: 1_709_251_200_000_000,
         }
@@ -647,10 +651,11 @@ impl Conn {
             cfg.seed.wrapping_mul(0x0000_0100_0000_01B3) ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         rng.next_u64();
-        // A distinct client ip:port per connection: 1000 ports per address.
-        let n = idx / 1000 + 1;
+        // A distinct client ip:port per connection: `ports_per_client` ports per address.
+        let per_client = cfg.ports_per_client.clamp(1, 64_000);
+        let n = idx / per_client + 1;
         let client_ip = [10, (n >> 16) as u8, (n >> 8) as u8, n as u8];
-        let client_port = 1024 + (((idx % 1000) * 61 + n * 13) % 64_000) as u16;
+        let client_port = 1024 + (((idx % per_client) * 61 + n * 13) % 64_000) as u16;
         let (server_ip, server_port, path, host) = rng.pick(&SERVERS);
         let isn = |rng: &mut Rng| {
             // Some near the wrap-around of the sequence space.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example gen_capture -- --out FILE.pcap --truth FILE.truth.json \
-//!     --connections N --seed S [--target-bytes B] [--concurrency C]
+//!     --connections N --seed S [--target-bytes B] [--concurrency C] [--ports-per-client P]
 //! ```
 
 #[path = "gen.rs"]
@@ -40,6 +40,9 @@ struct Args {
     /// WebSocket bytes per connection after the handshake: log-uniform between MIN and MAX.
     #[arg(long, value_names = ["MIN", "MAX"], num_args = 2)]
     conn_bytes: Option<Vec<u64>>,
+    /// Connections per client address (1: every connection from an address of its own).
+    #[arg(long, default_value_t = 1000)]
+    ports_per_client: u64,
 }
 
 /// Peak resident set size of this process, from /proc (Linux).
@@ -54,6 +57,7 @@ fn main() -> std::io::Result<()> {
     let mut cfg = capgen::Config::new(args.seed, args.connections);
     cfg.target_bytes = args.target_bytes;
     cfg.concurrency = args.concurrency;
+    cfg.ports_per_client = args.ports_per_client;
     if let Some(v) = args.conn_bytes {
         cfg.conn_bytes = (v[0], v[1]);
     }

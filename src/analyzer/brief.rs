@@ -172,6 +172,11 @@ impl Brief {
         (u128::from_ne_bytes(a.ip), a.v4)
     }
 
+    /// Endpoint `side`'s port.
+    pub fn port(&self, side: Side) -> u16 {
+        u16::from_ne_bytes(self.endpoints[side & 1].port)
+    }
+
     /// Which endpoint is the client.
     pub fn client(&self) -> Side {
         Side::from(self.client)

@@ -2,14 +2,10 @@
 //! duplicate connections. One connection rarely proves a cause; many that agree do.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-// Fx hashing, as in the analyzer's flow table: std's SipHash was most of what the maps of these
-// rules cost, and nothing printed depends on their order.
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::SocketAddr;
 
 use super::rules::Idle;
-use super::{Diagnosis, View, ms, seconds};
+use super::{Diagnosis, View, for_each_group, ms, seconds};
 use crate::analyzer::EndKind;
 use crate::capture::Timestamp;
 use crate::report::Outcome;
@@ -204,33 +200,25 @@ fn ended_at(v: &View<'_>) -> Option<Timestamp> {
     }
 }
 
-/// Client addresses that held two connections to the same server at once: several clients behind
-/// one address (loopback, NAT), whose reconnects cannot be told apart into per-client chains.
-fn shared_addresses(views: &[View<'_>]) -> FxHashSet<(std::net::IpAddr, SocketAddr)> {
-    // Hashed, not ordered: the answer is a set, and with tens of thousands of connections the
-    // ordered map's address comparisons (IPv6: 16-byte memcmp) were 4% of the rules' cost.
-    let mut spans: FxHashMap<(std::net::IpAddr, SocketAddr), Vec<(Timestamp, Timestamp)>> =
-        FxHashMap::default();
-    for v in views {
-        let end = ended_at(v).unwrap_or(v.brief.last_packet);
-        spans
-            .entry((client_ip(v), server_of(v)))
-            .or_default()
-            .push((v.brief.first_packet, end));
-    }
-    spans
-        .into_iter()
-        .filter_map(|(key, mut list)| {
-            list.sort();
-            let mut latest_end: Option<Timestamp> = None;
-            let overlap = list.iter().any(|(start, end)| {
-                let o = latest_end.is_some_and(|e| *start < e);
-                latest_end = Some(latest_end.map_or(*end, |e| e.max(*end)));
-                o
-            });
-            overlap.then_some(key)
-        })
-        .collect()
+/// Whether a client address held two of `group`'s connections (one client address to one server)
+/// at once: several clients behind one address (loopback, NAT), whose reconnects cannot be told
+/// apart into per-client chains. `spans` is scratch space.
+fn is_shared(views: &[View<'_>], group: &[u32], spans: &mut Vec<(Timestamp, Timestamp)>) -> bool {
+    spans.clear();
+    spans.extend(group.iter().map(|&i| {
+        let v = &views[i as usize];
+        (
+            v.brief.first_packet,
+            ended_at(v).unwrap_or(v.brief.last_packet),
+        )
+    }));
+    spans.sort();
+    let mut latest_end: Option<Timestamp> = None;
+    spans.iter().any(|(start, end)| {
+        let o = latest_end.is_some_and(|e| *start < e);
+        latest_end = Some(latest_end.map_or(*end, |e| e.max(*end)));
+        o
+    })
 }
 
 fn reconnects(
@@ -238,34 +226,36 @@ fn reconnects(
     time: &dyn Fn(Timestamp) -> String,
     out: &mut Vec<(u64, Diagnosis)>,
 ) {
-    let shared = shared_addresses(views);
-    let mut order: Vec<usize> = (0..views.len()).collect();
-    order.sort_by_key(|&i| views[i].brief.first_packet);
+    // Each client address's connections to one server together, in start order.
+    let start = |i: u32| views[i as usize].brief.first_packet;
     // previous[i] = the connection i reconnected after, with the interval.
     let mut previous: BTreeMap<usize, (usize, f64)> = BTreeMap::new();
     let mut taken: BTreeSet<usize> = BTreeSet::new();
-    // Earlier connections of the same client address to the same server, in start order.
-    let mut earlier: FxHashMap<(std::net::IpAddr, SocketAddr), Vec<usize>> = FxHashMap::default();
-    for &i in &order {
-        let v = &views[i];
-        let key = (client_ip(v), server_of(v));
-        if shared.contains(&key) {
-            continue;
-        }
-        let start = v.brief.first_packet;
-        let group = earlier.entry(key).or_default();
-        let candidate = group
-            .iter()
-            .rev()
-            .filter(|&&j| !taken.contains(&j))
-            .filter_map(|&j| ended_at(&views[j]).map(|e| (j, seconds(e, start))))
-            .find(|(_, gap)| (0.0..=RECONNECT_WITHIN_S).contains(gap));
-        if let Some((j, gap)) = candidate {
-            taken.insert(j);
-            previous.insert(i, (j, gap));
-        }
-        group.push(i);
-    }
+    let mut spans = Vec::new();
+    for_each_group(
+        0..views.len() as u32,
+        |i| views[i as usize].client_server(),
+        |a, b| start(a).cmp(&start(b)).then(a.cmp(&b)),
+        |group| {
+            if is_shared(views, group, &mut spans) {
+                return;
+            }
+            for (at, &i) in group.iter().enumerate() {
+                // The latest earlier connection of this client to this server that ended in time.
+                let candidate = group[..at]
+                    .iter()
+                    .rev()
+                    .map(|&j| j as usize)
+                    .filter(|j| !taken.contains(j))
+                    .filter_map(|j| ended_at(&views[j]).map(|e| (j, seconds(e, start(i)))))
+                    .find(|(_, gap)| (0.0..=RECONNECT_WITHIN_S).contains(gap));
+                if let Some((j, gap)) = candidate {
+                    taken.insert(j);
+                    previous.insert(i as usize, (j, gap));
+                }
+            }
+        },
+    );
     // Walk each chain back from its last attempt.
     let heads: Vec<usize> = previous
         .keys()
@@ -332,62 +322,76 @@ fn duplicates(
     time: &dyn Fn(Timestamp) -> String,
     out: &mut Vec<(u64, Diagnosis)>,
 ) {
-    // Same client address, server, path and User-Agent: one client's connections, in start order.
-    type Key<'k> = (std::net::IpAddr, SocketAddr, &'k str, &'k str);
-    let mut groups: FxHashMap<Key<'_>, Vec<&View<'_>>> = FxHashMap::default();
-    for v in views
-        .iter()
-        .filter(|v| v.outcome != Outcome::Refused && v.brief.is_websocket)
-    {
-        if let Some(req) = &v.brief.request
-            && let Some(ua) = req.user_agent.as_deref()
-        {
-            groups
-                .entry((client_ip(v), server_of(v), &*req.path, ua))
-                .or_default()
-                .push(v);
-        }
-    }
-    for group in groups.values_mut() {
-        group.sort_by_key(|v| v.brief.first_packet);
-    }
     let capture_end = views
         .iter()
         .map(|v| v.brief.last_packet)
         .max()
         .unwrap_or_default();
-    for (old, later) in groups.values().flat_map(|g| {
-        g.iter()
-            .enumerate()
-            .map(move |(i, v)| (*v, g.get(i + 1..).unwrap_or_default()))
-    }) {
-        // An old connection still open at the end of the capture was open until then.
-        let old_end = ended_at(old).unwrap_or(capture_end);
-        let newer = later
-            .iter()
-            .take_while(|n| n.brief.first_packet < old_end)
-            .find(|n| n.brief.first_packet > old.brief.first_packet && n.brief.any_frames);
-        let Some(newer) = newer else { continue };
-        // The older one said nothing at all, not even a ping, from the newer one's start on.
-        let last_old = old.brief.last_activity.unwrap_or(old.brief.first_packet);
-        let silent = seconds(last_old.max(newer.brief.first_packet), old_end);
-        if last_old <= newer.brief.first_packet && silent >= DUPLICATE_SILENT_S {
-            out.push((
-                old.brief.id,
-                Diagnosis::new(
-                    "duplicate-connection",
-                    format!(
-                        "the client opened connection {} to the same endpoint at {} while this one stayed open and silent for {:.1} s",
-                        newer.brief.id,
-                        time(newer.brief.first_packet),
-                        silent
-                    ),
-                    "close the old socket before reconnecting; a client that leaks connections doubles server load and misses messages",
-                )
-                .with("newer_connection", newer.brief.id)
-                .with("silent_s", ms(silent)),
-            ));
+    let start = |i: u32| views[i as usize].brief.first_packet;
+    // Same client address, server, path and User-Agent: one client's connections, in start order.
+    let with_agent = (0..views.len() as u32).filter(|&i| {
+        let v = &views[i as usize];
+        v.outcome != Outcome::Refused
+            && v.brief.is_websocket
+            && v.brief
+                .request
+                .as_ref()
+                .is_some_and(|r| r.user_agent.is_some())
+    });
+    let key = |i: u32| {
+        let v = &views[i as usize];
+        let req = v.brief.request.as_ref();
+        (
+            v.client_server(),
+            req.map(|r| &*r.path),
+            req.and_then(|r| r.user_agent.as_deref()),
+        )
+    };
+    let within = |a: u32, b: u32| start(a).cmp(&start(b)).then(a.cmp(&b));
+    for_each_group(with_agent, key, within, |g| {
+        for (at, &old) in g.iter().enumerate() {
+            duplicate_of(views, capture_end, old, &g[at + 1..], time, out);
         }
+    });
+}
+
+/// The duplicate-connection finding for `old`, if a connection of the same client to the same
+/// endpoint among `later` (in start order) began while `old` was open and then said nothing.
+fn duplicate_of(
+    views: &[View<'_>],
+    capture_end: Timestamp,
+    old: u32,
+    later: &[u32],
+    time: &dyn Fn(Timestamp) -> String,
+    out: &mut Vec<(u64, Diagnosis)>,
+) {
+    let old = &views[old as usize];
+    let later = later.iter().map(|&i| &views[i as usize]);
+    // An old connection still open at the end of the capture was open until then.
+    let old_end = ended_at(old).unwrap_or(capture_end);
+    let newer = later
+        .take_while(|n| n.brief.first_packet < old_end)
+        .find(|n| n.brief.first_packet > old.brief.first_packet && n.brief.any_frames);
+    let Some(newer) = newer else { return };
+    // The older one said nothing at all, not even a ping, from the newer one's start on.
+    let last_old = old.brief.last_activity.unwrap_or(old.brief.first_packet);
+    let silent = seconds(last_old.max(newer.brief.first_packet), old_end);
+    if last_old <= newer.brief.first_packet && silent >= DUPLICATE_SILENT_S {
+        out.push((
+            old.brief.id,
+            Diagnosis::new(
+                "duplicate-connection",
+                format!(
+                    "the client opened connection {} to the same endpoint at {} while this one stayed open and silent for {:.1} s",
+                    newer.brief.id,
+                    time(newer.brief.first_packet),
+                    silent
+                ),
+                "close the old socket before reconnecting; a client that leaks connections doubles server load and misses messages",
+            )
+            .with("newer_connection", newer.brief.id)
+            .with("silent_s", ms(silent)),
+        ));
     }
 }
 

@@ -7,7 +7,9 @@ mod fleet;
 mod proxy;
 mod rules;
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -214,6 +216,42 @@ pub const KNOWN_TIMEOUTS: &[(f64, &str)] = &[
     (3600.0, "HAProxy `timeout tunnel 1h` (a common setting)"),
 ];
 
+/// Calls `each` with every group of `items` (view numbers) that share a `key`, its members in the
+/// order `within` gives them; groups in no particular order.
+///
+/// Found by sorting each view number with a 32-bit hash of its key (8 bytes a connection), then
+/// checking the keys themselves, so that a hash two keys share only costs a sort by key. Maps
+/// of lists keyed by client address took about 400 bytes a connection when every client has an
+/// address of its own, held with every brief at the end of a capture (`BENCHMARKS.md`).
+pub fn for_each_group<K: Ord + Hash>(
+    items: impl Iterator<Item = u32>,
+    key: impl Fn(u32) -> K,
+    within: impl Fn(u32, u32) -> Ordering,
+    mut each: impl FnMut(&[u32]),
+) {
+    let hash32 = |i: u32| (rustc_hash::FxBuildHasher.hash_one(key(i)) >> 32) as u32;
+    let mut tagged: Vec<u64> = items
+        .map(|i| u64::from(hash32(i)) << 32 | u64::from(i))
+        .collect();
+    tagged.sort_unstable();
+    let mut run: Vec<u32> = Vec::new();
+    for hashed in tagged.chunk_by(|a, b| a >> 32 == b >> 32) {
+        run.clear();
+        run.extend(hashed.iter().map(|&t| t as u32));
+        if run.windows(2).all(|w| key(w[0]) == key(w[1])) {
+            run.sort_by(|&a, &b| within(a, b));
+        } else {
+            run.sort_by(|&a, &b| key(a).cmp(&key(b)).then_with(|| within(a, b)));
+        }
+        for group in run.chunk_by(|&a, &b| key(a) == key(b)) {
+            each(group);
+        }
+    }
+}
+
+/// A client address and a server endpoint ([`View::client_server`]).
+pub type ClientServer = ((u128, bool), ((u128, bool), u16));
+
 /// Facts every rule needs, resolved once per connection: its [`Brief`] (all that the rules across
 /// connections read), with the roles resolved. The rules of one connection read the whole
 /// [`Connection`] besides.
@@ -258,6 +296,17 @@ impl<'a> View<'a> {
 
     pub fn of(conn: &Connection) -> Self {
         View::new(Held::Owned(Box::new(Brief::unshared(conn))))
+    }
+
+    /// What groups a client's connections to one server: the client's address (without the
+    /// port: a reconnect uses a new port) and the server's address and port, packed
+    /// ([`Brief::address_key`]): equal exactly when the addresses are.
+    pub fn client_server(&self) -> ClientServer {
+        let b = &self.brief;
+        (
+            b.address_key(self.client()),
+            (b.address_key(self.server()), b.port(self.server())),
+        )
     }
 
     /// How a summary names a side: "client", "server", or "proxy" on a proxied leg.
@@ -388,4 +437,68 @@ pub fn matching_defaults(idle_s: f64) -> Vec<&'static str> {
 /// Whether a duration sits on a round number of seconds, as timers configured in seconds fire.
 pub fn is_round(idle_s: f64) -> bool {
     (idle_s - idle_s.round()).abs() <= (idle_s * 0.002).max(0.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A key every one of which hashes alike: every group shares one hash, as colliding keys do.
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    struct Colliding(u8);
+
+    impl Hash for Colliding {
+        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+            h.write_u8(0);
+        }
+    }
+
+    /// The groups as a map of lists finds them, each sorted by `within`.
+    fn groups_by_map<K: Ord>(
+        items: &[u32],
+        key: impl Fn(u32) -> K,
+        within: impl Fn(u32, u32) -> Ordering,
+    ) -> Vec<Vec<u32>> {
+        let mut map: BTreeMap<K, Vec<u32>> = BTreeMap::new();
+        for &i in items {
+            map.entry(key(i)).or_default().push(i);
+        }
+        let mut groups: Vec<Vec<u32>> = map.into_values().collect();
+        for g in &mut groups {
+            g.sort_by(|&a, &b| within(a, b));
+        }
+        groups.sort();
+        groups
+    }
+
+    fn groups_found<K: Ord + Hash>(
+        items: &[u32],
+        key: impl Fn(u32) -> K,
+        within: impl Fn(u32, u32) -> Ordering,
+    ) -> Vec<Vec<u32>> {
+        let mut groups = Vec::new();
+        for_each_group(items.iter().copied(), key, within, |g| {
+            groups.push(g.to_vec())
+        });
+        groups.sort();
+        groups
+    }
+
+    proptest! {
+        /// Items with keys from a small set (so that groups have several members) and an order
+        /// within groups that ties (broken by the item): the groups found are those of a map of
+        /// lists, whether the keys' hashes differ or all collide.
+        #[test]
+        fn groups_are_those_of_a_map(
+            keys in proptest::collection::vec((0u8..6, 0u8..4), 0..60),
+        ) {
+            let items: Vec<u32> = (0..keys.len() as u32).rev().collect();
+            let key = |i: u32| keys[i as usize].0;
+            let within = |a: u32, b: u32| keys[a as usize].1.cmp(&keys[b as usize].1).then(a.cmp(&b));
+            let expected = groups_by_map(&items, key, within);
+            prop_assert_eq!(groups_found(&items, key, within), expected.clone());
+            prop_assert_eq!(groups_found(&items, |i| Colliding(key(i)), within), expected);
+        }
+    }
 }

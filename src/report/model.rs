@@ -742,43 +742,44 @@ fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
 /// Reconnections: a connection that starts at most a minute after an earlier one from the same client
 /// address to the same server endpoint ended.
 fn count_reconnections(views: &[View<'_>]) -> u64 {
-    type Group = (std::net::IpAddr, std::net::SocketAddr);
-    let mut ends: rustc_hash::FxHashMap<Group, Vec<(Timestamp, u64)>> = Default::default();
-    for v in views {
-        if v.outcome != Outcome::Open {
-            let end = v.brief.ending().map_or(v.brief.last_packet, |e| e.at);
-            ends.entry((
-                v.brief.endpoint(v.client()).ip(),
-                v.brief.endpoint(v.server()),
-            ))
-            .or_default()
-            .push((end, v.brief.id));
-        }
-    }
-    for list in ends.values_mut() {
-        list.sort_unstable();
-    }
-    views
-        .iter()
-        .filter(|v| {
-            let start = v.brief.first_packet;
-            ends.get(&(
-                v.brief.endpoint(v.client()).ip(),
-                v.brief.endpoint(v.server()),
-            ))
-            .is_some_and(|list| {
-                // The latest end at or before this start, other than this connection's own (a SYN
-                // refused in the same microsecond ends when it starts).
-                let i = list.partition_point(|(t, _)| *t <= start);
-                list.get(..i)
-                    .unwrap_or_default()
-                    .iter()
-                    .rev()
-                    .find(|(_, id)| *id != v.brief.id)
-                    .is_some_and(|(t, _)| start.seconds_since(*t) <= 60.0)
-            })
-        })
-        .count() as u64
+    let mut ends: Vec<(Timestamp, u64)> = Vec::new();
+    let mut count = 0;
+    crate::diagnosis::for_each_group(
+        0..views.len() as u32,
+        |i| views[i as usize].client_server(),
+        |a, b| a.cmp(&b),
+        |group| {
+            let group = group.iter().map(|&i| &views[i as usize]);
+            ends.clear();
+            ends.extend(
+                group
+                    .clone()
+                    .filter(|v| v.outcome != Outcome::Open)
+                    .map(|v| {
+                        (
+                            v.brief.ending().map_or(v.brief.last_packet, |e| e.at),
+                            v.brief.id,
+                        )
+                    }),
+            );
+            ends.sort_unstable();
+            count += group
+                .filter(|v| {
+                    // The latest end at or before this start, other than this connection's own (a
+                    // SYN refused in the same microsecond ends when it starts).
+                    let start = v.brief.first_packet;
+                    let i = ends.partition_point(|(t, _)| *t <= start);
+                    ends.get(..i)
+                        .unwrap_or_default()
+                        .iter()
+                        .rev()
+                        .find(|(_, id)| *id != v.brief.id)
+                        .is_some_and(|(t, _)| start.seconds_since(*t) <= 60.0)
+                })
+                .count() as u64;
+        },
+    );
+    count
 }
 
 /// What goes into a report besides the analysis.
