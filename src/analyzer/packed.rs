@@ -323,11 +323,7 @@ const END_KINDS: [EndKind; 4] = [
     EndKind::Rst,
 ];
 
-/// `value` in `width` bits at `at` of a word of flags.
-fn bits(value: u64, at: u32) -> u64 {
-    value << at
-}
-
+/// The `width` bits at `at` of a word of flags.
 fn bit_of(flags: u64, at: u32, width: u32) -> u64 {
     flags >> at & ((1 << width) - 1)
 }
@@ -372,22 +368,25 @@ impl Serialize for Connection {
             live,
         } = self;
         let side = |s: Side| (s & 1) as u64;
-        let flags = bits(u64::from(*precision == Precision::Nano), 0)
-            | bits(u64::from(syn.is_some()), 1)
-            | bits(syn.map_or(0, |(s, _, _)| side(s)), 2)
-            | bits(u64::from(syn_ack.is_some()), 3)
-            | bits(syn_ack.map_or(0, |(s, _)| side(s)), 4)
-            | bits(u64::from(ending.is_some()), 5)
-            | bits(ending.map_or(0, |e| side(e.side)), 6)
-            | bits(ending.map_or(0, |e| e.kind as u64), 7)
-            | bits(u64::from(*naps), 9)
-            | bits(u64::from(fin_seq[0].is_some()), 17)
-            | bits(u64::from(fin_seq[1].is_some()), 18)
-            | bits(u64::from(request.is_some()), 19)
-            | bits(request.as_ref().map_or(0, |(_, s, _)| side(*s)), 20)
-            | bits(u64::from(response.is_some()), 21)
-            | bits(response.as_ref().map_or(0, |(_, s, _)| side(*s)), 22)
-            | bits(accept_valid.map_or(0, |v| 1 + u64::from(v)), 23);
+        // Bit 0 the precision, 1–4 the SYN's and SYN-ACK's presence and side, 5–8 the ending's
+        // presence, side and kind, 9–16 the naps, 17–18 which FINs have a sequence number, 19–22
+        // the upgrade heads' presence and sides, 23–24 the accept check (none, failed, passed).
+        let flags = u64::from(*precision == Precision::Nano)
+            | u64::from(syn.is_some()) << 1
+            | syn.map_or(0, |(s, _, _)| side(s)) << 2
+            | u64::from(syn_ack.is_some()) << 3
+            | syn_ack.map_or(0, |(s, _)| side(s)) << 4
+            | u64::from(ending.is_some()) << 5
+            | ending.map_or(0, |e| side(e.side)) << 6
+            | ending.map_or(0, |e| e.kind as u64) << 7
+            | u64::from(*naps) << 9
+            | u64::from(fin_seq[0].is_some()) << 17
+            | u64::from(fin_seq[1].is_some()) << 18
+            | u64::from(request.is_some()) << 19
+            | request.as_ref().map_or(0, |(_, s, _)| side(*s)) << 20
+            | u64::from(response.is_some()) << 21
+            | response.as_ref().map_or(0, |(_, s, _)| side(*s)) << 22
+            | accept_valid.map_or(0, |v| 1 + u64::from(v)) << 23;
         let [a0, a1, a2] = address_words(endpoints[0]);
         let [b0, b1, b2] = address_words(endpoints[1]);
         let last_activity_before = ending.map_or([None; 2], |e| e.last_activity_before);

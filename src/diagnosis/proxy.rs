@@ -7,10 +7,10 @@
 use super::{Diagnosis, View, ms, seconds};
 use crate::analyzer::{EndKind, Ending, RequestBrief};
 // Fx hashing, as in the analyzer's flow table and the rules across connections (fleet.rs).
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use std::cmp::Ordering;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use crate::capture::Timestamp;
@@ -104,16 +104,11 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     // Nearly always neither is any (no proxy in the capture), and then nothing is sorted: the
     // two sorts were 2% of the instructions on many short connections. The filters count hashes
     // (8 bytes a request, for the time of the pairing), so a collision only lets a request in.
-    let hash = |x: &dyn Fn(&mut FxHasher)| {
-        let mut h = FxHasher::default();
-        x(&mut h);
-        h.finish()
-    };
-    let key_hash = |i: u32| key_of(i).map(|k| hash(&|h| k.hash(h)));
+    let key_hash = |i: u32| key_of(i).map(|k| FxBuildHasher.hash_one(k));
     let address_hash = |i: u32, server: bool| {
         let v = &views[i as usize];
         let side = if server { v.server() } else { v.client() };
-        hash(&|h| v.brief.address_key(side).hash(h))
+        FxBuildHasher.hash_one(v.brief.address_key(side))
     };
     let mut keys_seen: FxHashMap<u64, bool> = FxHashMap::default();
     for k in with_request().filter_map(key_hash) {
