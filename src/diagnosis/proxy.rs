@@ -440,41 +440,29 @@ mod tests {
                 user_agent: None,
             })
         };
-        let briefs = [
+        // (client, server, request time in ms, Sec-WebSocket-Key) of each connection.
+        let legs = [
             // Client → proxy, then proxy → upstream with the same key.
-            Brief::with_request(
-                0,
-                addr("192.0.2.1:5000"),
-                addr("10.0.0.1:80"),
-                request(0, Some("a")),
-            ),
-            Brief::with_request(
-                1,
-                addr("10.0.0.1:6000"),
-                addr("10.0.0.2:8080"),
-                request(5, Some("a")),
-            ),
+            ("192.0.2.1:5000", "10.0.0.1:80", 0, "a"),
+            ("10.0.0.1:6000", "10.0.0.2:8080", 5, "a"),
             // Client → proxy, then proxy → upstream with a new key, 0.2 s later.
-            Brief::with_request(
-                2,
-                addr("192.0.2.2:5001"),
-                addr("10.0.0.1:80"),
-                request(100, Some("b")),
-            ),
-            Brief::with_request(
-                3,
-                addr("10.0.0.1:6001"),
-                addr("10.0.0.2:8080"),
-                request(300, Some("c")),
-            ),
+            ("192.0.2.2:5001", "10.0.0.1:80", 100, "b"),
+            ("10.0.0.1:6001", "10.0.0.2:8080", 300, "c"),
             // A lone connection.
-            Brief::with_request(
-                4,
-                addr("192.0.2.3:5002"),
-                addr("10.0.0.9:80"),
-                request(400, Some("d")),
-            ),
+            ("192.0.2.3:5002", "10.0.0.9:80", 400, "d"),
         ];
+        let briefs: Vec<Brief> = legs
+            .iter()
+            .enumerate()
+            .map(|(id, &(client, server, ms, key))| {
+                Brief::with_request(
+                    id as u64,
+                    addr(client),
+                    addr(server),
+                    request(ms, Some(key)),
+                )
+            })
+            .collect();
         let views: Vec<View<'_>> = briefs
             .iter()
             .map(|b| View::new(Held::Borrowed(b)))
