@@ -85,6 +85,9 @@ fn linger_from(t: Timestamp) -> Timestamp {
 /// of short connections, and grew with the file.
 const TOMB_KEEP_NS: i64 = 240_000_000_000;
 const TOMB_MARGIN_NS: i64 = 60_000_000_000;
+/// How often (capture time) the tombs whose time is up are swept out of memory. Until then they
+/// are only never taken back ([`Analyzer::forget_old_tombs`]).
+const TOMB_SCAN_NS: i64 = 30_000_000_000;
 
 /// Capture seconds without a packet after which an open connection is put to sleep: written to
 /// the temporary file whole (decoding state included) and read back on its next packet, so that
@@ -189,9 +192,10 @@ pub struct Analyzer {
     stored: Vec<Stored>,
     ended: VecDeque<(FlowKey, u64, Timestamp)>,
     tombs: FxHashMap<FlowKey, Tomb>,
-    /// When each tomb goes ([`TOMB_KEEP_NS`]), in order of burial; a tomb taken back or replaced
-    /// since is told apart by its location.
-    tomb_expiry: VecDeque<(Timestamp, FlowKey, Location)>,
+    /// The time of the latest look at the tombs: a tomb due by then is gone.
+    tombs_checked_at: Timestamp,
+    /// When the tombs that are gone are next swept out of the map.
+    next_tomb_scan: Timestamp,
     /// Open connections put to sleep ([`SLEEP_AFTER_S`]): where each is in the spill file.
     sleepers: FxHashMap<FlowKey, (Location, u64)>,
     /// Times a connection was put to sleep.
@@ -373,6 +377,8 @@ struct Tomb {
     entry: Option<usize>,
     attempt: bool,
     lone_syn: bool,
+    /// When it goes ([`Analyzer::forget_old_tombs`]).
+    due: Timestamp,
 }
 
 /// A connection still open when the capture ends: in the flow table, or asleep in the spill file.
@@ -416,7 +422,8 @@ impl Analyzer {
             stored: Vec::new(),
             ended: VecDeque::new(),
             tombs: FxHashMap::default(),
-            tomb_expiry: VecDeque::new(),
+            tombs_checked_at: Timestamp::from_nanos(i64::MIN),
+            next_tomb_scan: Timestamp::from_nanos(i64::MIN),
             sleepers: FxHashMap::default(),
             naps: 0,
             strings: SharedStrings::default(),
@@ -555,17 +562,18 @@ impl Analyzer {
         }
     }
 
-    /// Drops the tombs whose time is up ([`TOMB_KEEP_NS`] and [`TOMB_MARGIN_NS`] after their last packet).
+    /// Drops the tombs whose time is up ([`TOMB_KEEP_NS`] and [`TOMB_MARGIN_NS`] after their last
+    /// packet): from now on none of them is taken back ([`Analyzer::open_flow`] checks each against
+    /// `tombs_checked_at`), and every [`TOMB_SCAN_NS`] they are swept out of the map. Each tomb
+    /// holds its own due time: a queue of due times, flow keys and locations in order of burial
+    /// cost 88 bytes more a tomb, and every connection of a dense capture has one.
     fn forget_old_tombs(&mut self, now: Timestamp) {
-        while let Some(&(due, key, at)) = self.tomb_expiry.front() {
-            if due > now {
-                break;
-            }
-            self.tomb_expiry.pop_front();
-            if self.tombs.get(&key).is_some_and(|t| t.at == at) {
-                self.tombs.remove(&key);
-            }
+        self.tombs_checked_at = now;
+        if now < self.next_tomb_scan {
+            return;
         }
+        self.next_tomb_scan = after_ns(now, TOMB_SCAN_NS);
+        self.tombs.retain(|_, t| t.due > now);
         if self.tombs.capacity() > 64 && self.tombs.len() < self.tombs.capacity() / 4 {
             self.tombs.shrink_to_fit();
         }
@@ -607,8 +615,6 @@ impl Analyzer {
                     .push(Stored::spilled(&conn, at, &mut self.strings));
                 self.stored.len() - 1
             });
-            let due = after_ns(conn.last_packet, TOMB_KEEP_NS + TOMB_MARGIN_NS);
-            self.tomb_expiry.push_back((due, key, at));
             self.tombs.insert(
                 key,
                 Tomb {
@@ -616,6 +622,7 @@ impl Analyzer {
                     entry,
                     attempt: fate.attempt,
                     lone_syn: fate.lone_syn,
+                    due: after_ns(conn.last_packet, TOMB_KEEP_NS + TOMB_MARGIN_NS),
                 },
             );
         }
@@ -735,6 +742,7 @@ impl Analyzer {
             return self.track_flow(seg, packet);
         } else if !self.tombs.is_empty()
             && let Some(tomb) = self.tombs.remove(&key)
+            && tomb.due > self.tombs_checked_at
             && self.resurrect(key, tomb, packet.ts)
         {
             return self.track_flow(seg, packet);
