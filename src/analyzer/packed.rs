@@ -105,6 +105,16 @@ impl<'de, const N: usize> Deserialize<'de> for Words<N> {
     }
 }
 
+/// The `at`-th element of a tuple being read (of `of`, for the error): its absence is an error.
+fn element<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+    seq: &mut A,
+    at: usize,
+    of: &'static str,
+) -> Result<T, A::Error> {
+    seq.next_element()?
+        .ok_or_else(|| de::Error::invalid_length(at, &of))
+}
+
 impl Serialize for DirFacts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let DirFacts {
@@ -223,10 +233,10 @@ impl<'de> Deserialize<'de> for DirFacts {
                 f.write_str("a direction's facts")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DirFacts, A::Error> {
-                let missing = |i| de::Error::invalid_length(i, &"3 elements");
-                let Words::<WORDS>(w) = seq.next_element()?.ok_or_else(|| missing(0))?;
-                let ping_times = seq.next_element()?.ok_or_else(|| missing(1))?;
-                let close = seq.next_element()?.ok_or_else(|| missing(2))?;
+                const OF: &str = "3 elements";
+                let Words::<WORDS>(w) = element(&mut seq, 0, OF)?;
+                let ping_times = element(&mut seq, 1, OF)?;
+                let close = element(&mut seq, 2, OF)?;
                 let t = Timestamp::from_bits;
                 let [ttl_min, ttl_max, rst_ttl] = ttls_of(w[17]);
                 Ok(DirFacts {
@@ -443,20 +453,18 @@ impl<'de> Deserialize<'de> for Connection {
                 f.write_str("a connection")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Connection, A::Error> {
-                let missing = |i| de::Error::invalid_length(i, &"11 elements");
-                let Words::<CONNECTION_WORDS>(w) = seq.next_element()?.ok_or_else(|| missing(0))?;
-                let dir0: DirFacts = seq.next_element()?.ok_or_else(|| missing(1))?;
-                let dir1: DirFacts = seq.next_element()?.ok_or_else(|| missing(2))?;
-                let request: Option<Box<UpgradeRequest>> =
-                    seq.next_element()?.ok_or_else(|| missing(3))?;
-                let response: Option<Box<UpgradeResponse>> =
-                    seq.next_element()?.ok_or_else(|| missing(4))?;
-                let tls = seq.next_element()?.ok_or_else(|| missing(5))?;
-                let not_websocket = seq.next_element()?.ok_or_else(|| missing(6))?;
-                let anomalies = seq.next_element()?.ok_or_else(|| missing(7))?;
-                let log = seq.next_element()?.ok_or_else(|| missing(8))?;
-                let seed = seq.next_element()?.ok_or_else(|| missing(9))?;
-                let live = seq.next_element()?.ok_or_else(|| missing(10))?;
+                const OF: &str = "11 elements";
+                let Words::<CONNECTION_WORDS>(w) = element(&mut seq, 0, OF)?;
+                let dir0: DirFacts = element(&mut seq, 1, OF)?;
+                let dir1: DirFacts = element(&mut seq, 2, OF)?;
+                let request: Option<Box<UpgradeRequest>> = element(&mut seq, 3, OF)?;
+                let response: Option<Box<UpgradeResponse>> = element(&mut seq, 4, OF)?;
+                let tls = element(&mut seq, 5, OF)?;
+                let not_websocket = element(&mut seq, 6, OF)?;
+                let anomalies = element(&mut seq, 7, OF)?;
+                let log = element(&mut seq, 8, OF)?;
+                let seed = element(&mut seq, 9, OF)?;
+                let live = element(&mut seq, 10, OF)?;
                 let t = Timestamp::from_bits;
                 let at = |bits: u64, what: &str| {
                     t(bits).ok_or_else(|| de::Error::custom(format!("a connection without {what}")))
@@ -600,13 +608,13 @@ fn head_parts<'de, D: Deserializer<'de>, const N: usize, const M: usize>(
             write!(f, "an upgrade head: {N} texts, {M} numbers and a flag")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let missing = |i| de::Error::invalid_length(i, &"an upgrade head");
-            let Texts(texts) = seq.next_element()?.ok_or_else(|| missing(0))?;
+            const OF: &str = "an upgrade head";
+            let Texts(texts) = element(&mut seq, 0, OF)?;
             let mut numbers = [0u64; M];
             for (i, n) in numbers.iter_mut().enumerate() {
-                *n = seq.next_element()?.ok_or_else(|| missing(1 + i))?;
+                *n = element(&mut seq, 1 + i, OF)?;
             }
-            let flag = seq.next_element()?.ok_or_else(|| missing(1 + M))?;
+            let flag = element(&mut seq, 1 + M, OF)?;
             Ok((texts, numbers, flag))
         }
     }

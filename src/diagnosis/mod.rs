@@ -239,12 +239,14 @@ pub fn for_each_group<K: Ord + Hash>(
         run.clear();
         run.extend(hashed.iter().map(|&t| t as u32));
         if run.windows(2).all(|w| key(w[0]) == key(w[1])) {
+            // One key (nearly always): the run is the group.
             run.sort_by(|&a, &b| within(a, b));
+            each(&run);
         } else {
             run.sort_by(|&a, &b| key(a).cmp(&key(b)).then_with(|| within(a, b)));
-        }
-        for group in run.chunk_by(|&a, &b| key(a) == key(b)) {
-            each(group);
+            for group in run.chunk_by(|&a, &b| key(a) == key(b)) {
+                each(group);
+            }
         }
     }
 }

@@ -4,10 +4,10 @@
 //! by the proxy within a second of the client's request pairs them. Then: which leg ended first, and
 //! who ended it.
 
-use super::{Diagnosis, View, ms, seconds};
+use super::{Diagnosis, View, for_each_group, ms, seconds};
 use crate::analyzer::{EndKind, Ending, RequestBrief};
 // Fx hashing, as in the analyzer's flow table and the rules across connections (fleet.rs).
-use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
@@ -100,27 +100,26 @@ pub fn pairs(views: &[View<'_>]) -> Vec<(usize, usize, &'static str)> {
     let with_request =
         || (0..views.len() as u32).filter(|&i| request_of(&views[i as usize]).is_some());
     // Only requests that some front leg could look up are indexed: those whose key another
-    // request shares, and those that came from an address some request went to (a proxy host).
-    // Nearly always neither is any (no proxy in the capture), and then nothing is sorted: the
-    // two sorts were 2% of the instructions on many short connections. The filters count hashes
-    // (8 bytes a request, for the time of the pairing), so a collision only lets a request in.
-    let key_hash = |i: u32| key_of(i).map(|k| FxBuildHasher.hash_one(k));
+    // request shares (found as the rules across connections group theirs), and those that came
+    // from an address some request went to (a proxy host: a set of hashes, so that a collision
+    // only lets a request in). Nearly always neither is any (no proxy in the capture), and then
+    // nothing is sorted: the two sorts were 2% of the instructions on many short connections.
+    let mut by_key: Vec<u32> = Vec::new();
+    for_each_group(
+        with_request().filter(|&i| key_of(i).is_some()),
+        key_of,
+        |a, b| a.cmp(&b),
+        |same_key| {
+            if same_key.len() > 1 {
+                by_key.extend_from_slice(same_key);
+            }
+        },
+    );
     let address_hash = |i: u32, server: bool| {
         let v = &views[i as usize];
         let side = if server { v.server() } else { v.client() };
         FxBuildHasher.hash_one(v.brief.address_key(side))
     };
-    let mut keys_seen: FxHashMap<u64, bool> = FxHashMap::default();
-    for k in with_request().filter_map(key_hash) {
-        keys_seen
-            .entry(k)
-            .and_modify(|twice| *twice = true)
-            .or_insert(false);
-    }
-    let mut by_key: Vec<u32> = with_request()
-        .filter(|&i| key_hash(i).is_some_and(|k| keys_seen.get(&k) == Some(&true)))
-        .collect();
-    drop(keys_seen);
     let proxy_hosts: FxHashSet<u64> = with_request().map(|i| address_hash(i, true)).collect();
     let mut by_origin_path: Vec<u32> = with_request()
         .filter(|&i| proxy_hosts.contains(&address_hash(i, false)))
