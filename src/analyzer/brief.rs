@@ -124,7 +124,7 @@ impl Brief {
         let side = |s: Side| s as u8;
         Brief {
             id: c.id,
-            endpoints: c.endpoints.map(PackedAddr::pack),
+            endpoints: c.endpoints.map(|e| PackedAddr::pack(e.socket_addr())),
             client: side(c.roles().0),
             outcome: c.outcome(),
             first_close_by: c.closes().0.map(|(s, _)| side(s)),

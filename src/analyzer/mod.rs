@@ -16,6 +16,7 @@
 pub mod brief;
 pub mod connection;
 pub mod event;
+mod flows;
 mod outcome;
 mod packed;
 pub mod spill;
@@ -35,6 +36,7 @@ use crate::tcp::Limits;
 pub use brief::{Brief, RequestBrief, SharedStrings};
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
 pub use event::{Event, EventKind, EventLog, Notice, NoticeKind};
+use flows::FlowTable;
 pub use outcome::Outcome;
 pub use spill::{Held, Stored};
 use spill::{Location, SpillFile};
@@ -179,7 +181,7 @@ pub struct Analyzer {
     /// a table entry and two hash operations per connection for nothing.
     ids: Option<FxHashMap<u64, FlowKey>>,
     /// Boxed so that the table's spare capacity costs a pointer per slot, not a connection.
-    flows: FxHashMap<FlowKey, Box<Connection>>,
+    flows: FlowTable,
     /// Boxed: a vector of connections grows by doubling, and its spare capacity would cost a whole
     /// connection per slot.
     #[allow(clippy::vec_box, reason = "a connection is large; see above")]
@@ -415,7 +417,7 @@ impl Analyzer {
             config,
             notices: Vec::new(),
             attempts_kept: 0,
-            flows: FxHashMap::default(),
+            flows: FlowTable::default(),
             ids,
             done: Vec::new(),
             spill,
@@ -504,7 +506,7 @@ impl Analyzer {
             .flows
             .iter()
             .filter(|(_, c)| c.can_sleep(now, SLEEP_AFTER_S))
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect();
         for key in quiet {
             let (Some(spill), Some(conn)) = (&mut self.spill, self.flows.get_mut(&key)) else {
@@ -532,7 +534,7 @@ impl Analyzer {
             return false;
         };
         self.index(conn.id, key);
-        self.flows.insert(key, conn);
+        self.flows.insert(conn);
         true
     }
 
@@ -672,7 +674,7 @@ impl Analyzer {
         conn.queued_for_spill = true;
         self.index(conn.id, key);
         self.ended.push_back((key, conn.id, linger_from(now)));
-        self.flows.insert(key, conn);
+        self.flows.insert(conn);
         true
     }
 
@@ -785,7 +787,7 @@ impl Analyzer {
             self.ended.push_back((key, conn.id, linger_from(packet.ts)));
         }
         self.index(conn.id, key);
-        self.flows.insert(key, conn);
+        self.flows.insert(conn);
     }
 
     /// Makes room in a full flow table: the least recently active tenth goes, reported as evicted.
@@ -795,7 +797,7 @@ impl Analyzer {
         let mut by_age: Vec<(bool, Timestamp, FlowKey)> = self
             .flows
             .iter()
-            .map(|(k, c)| (c.is_decoding(), c.last_packet, *k))
+            .map(|(k, c)| (c.is_decoding(), c.last_packet, k))
             .collect();
         self.capped = true;
         let n = (by_age.len() / 10).max(1);
@@ -879,7 +881,7 @@ impl Analyzer {
             .and_then(|ids| ids.get(&id))
             .and_then(|k| self.flows.get(k))
         {
-            Some(c) => Some(&**c),
+            Some(c) => Some(c),
             None => self.done.iter().find(|c| c.id == id).map(|c| &**c),
         }
     }
@@ -919,7 +921,7 @@ impl Analyzer {
             .flows
             .iter()
             .filter(|(_, c)| c.tcp_ended() && now.seconds_since(c.last_packet) >= linger_s)
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect();
         for key in over {
             if let Some(mut conn) = self.flows.remove(&key) {
@@ -939,7 +941,7 @@ impl Analyzer {
         let mut open: Vec<(u64, StillOpen)> = self
             .flows
             .drain()
-            .map(|(_, c)| (c.id, StillOpen::InTable(c)))
+            .map(|c| (c.id, StillOpen::InTable(c)))
             .chain(
                 std::mem::take(&mut self.sleepers)
                     .into_iter()

@@ -24,10 +24,11 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-use super::connection::{Connection, DirFacts, EndKind, Ending, Handshake, RttStats, Side};
+use super::connection::{
+    Connection, DirFacts, EndKind, Ending, Handshake, RareCounts, RttStats, Side,
+};
 use crate::capture::{Precision, Timestamp};
+use crate::decode::Endpoint;
 use crate::tcp::ReassemblyStats;
 use crate::websocket::Opcode;
 use crate::websocket::handshake::{Text, UpgradeRequest, UpgradeResponse};
@@ -134,7 +135,6 @@ impl Serialize for DirFacts {
             fins,
             rsts,
             syns,
-            zero_windows,
             ttl_min,
             ttl_max,
             rst_ttl,
@@ -143,28 +143,22 @@ impl Serialize for DirFacts {
             data_bytes,
             pings,
             pongs,
-            unsolicited_pongs,
             first_frame,
             last_frame,
             last_data_frame,
             last_ping,
             ping_times,
             close,
-            frames_after_close,
             masked_frames,
             unmasked_frames,
-            rsv_violations,
-            reserved_opcodes,
-            bad_control_frames,
-            fragmentation_errors,
             message_len,
             largest_message,
             largest_frame,
             rtt,
             reassembly,
-            desyncs,
-            resync_skipped,
+            rare: _,
         } = self;
+        let rare = self.rare();
         let words: [u64; WORDS] = [
             *packets,
             *payload_bytes,
@@ -182,26 +176,26 @@ impl Serialize for DirFacts {
             *fins,
             *rsts,
             *syns,
-            *zero_windows,
+            rare.zero_windows,
             ttls([*ttl_min, *ttl_max, *rst_ttl]),
             *frames,
             *data_frames,
             *data_bytes,
             *pings,
             *pongs,
-            *unsolicited_pongs,
+            rare.unsolicited_pongs,
             time(*first_frame),
             time(last_frame.map(|(t, _)| t)),
             last_frame.map_or(0, |(_, op)| u64::from(op.value())),
             time(*last_data_frame),
             time(*last_ping),
-            *frames_after_close,
+            rare.frames_after_close,
             *masked_frames,
             *unmasked_frames,
-            *rsv_violations,
-            *reserved_opcodes,
-            *bad_control_frames,
-            *fragmentation_errors,
+            rare.rsv_violations,
+            rare.reserved_opcodes,
+            rare.bad_control_frames,
+            rare.fragmentation_errors,
             *message_len,
             *largest_message,
             *largest_frame,
@@ -213,8 +207,8 @@ impl Serialize for DirFacts {
             reassembly.out_of_order,
             reassembly.gaps,
             reassembly.gap_bytes,
-            *desyncs,
-            *resync_skipped,
+            rare.desyncs,
+            rare.resync_skipped,
         ];
         let mut t = s.serialize_tuple(3)?;
         serialize_words(&mut t, &words)?;
@@ -239,7 +233,7 @@ impl<'de> Deserialize<'de> for DirFacts {
                 let close = element(&mut seq, 2, OF)?;
                 let t = Timestamp::from_bits;
                 let [ttl_min, ttl_max, rst_ttl] = ttls_of(w[17]);
-                Ok(DirFacts {
+                let mut facts = DirFacts {
                     packets: w[0],
                     payload_bytes: w[1],
                     first_packet: t(w[2]),
@@ -256,7 +250,6 @@ impl<'de> Deserialize<'de> for DirFacts {
                     fins: w[13],
                     rsts: w[14],
                     syns: w[15],
-                    zero_windows: w[16],
                     ttl_min,
                     ttl_max,
                     rst_ttl,
@@ -265,20 +258,14 @@ impl<'de> Deserialize<'de> for DirFacts {
                     data_bytes: w[20],
                     pings: w[21],
                     pongs: w[22],
-                    unsolicited_pongs: w[23],
                     first_frame: t(w[24]),
                     last_frame: t(w[25]).map(|at| (at, Opcode::from_nibble(w[26] as u8))),
                     last_data_frame: t(w[27]),
                     last_ping: t(w[28]),
                     ping_times,
                     close,
-                    frames_after_close: w[29],
                     masked_frames: w[30],
                     unmasked_frames: w[31],
-                    rsv_violations: w[32],
-                    reserved_opcodes: w[33],
-                    bad_control_frames: w[34],
-                    fragmentation_errors: w[35],
                     message_len: w[36],
                     largest_message: w[37],
                     largest_frame: w[38],
@@ -294,9 +281,20 @@ impl<'de> Deserialize<'de> for DirFacts {
                         gaps: w[45],
                         gap_bytes: w[46],
                     },
+                    rare: None,
+                };
+                facts.set_rare(RareCounts {
+                    zero_windows: w[16],
+                    unsolicited_pongs: w[23],
+                    frames_after_close: w[29],
+                    rsv_violations: w[32],
+                    reserved_opcodes: w[33],
+                    bad_control_frames: w[34],
+                    fragmentation_errors: w[35],
                     desyncs: w[47],
                     resync_skipped: w[48],
-                })
+                });
+                Ok(facts)
             }
         }
         d.deserialize_tuple(3, FactsVisitor)
@@ -308,22 +306,8 @@ const CONNECTION_WORDS: usize = 26;
 
 /// An address and port as three words: the address (an IPv4 one in the low 32 bits), then the
 /// port with bit 16 set for IPv4.
-fn address_words(a: SocketAddr) -> [u64; 3] {
-    let (ip, v4) = match a.ip() {
-        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 1),
-        IpAddr::V6(v6) => (u128::from(v6), 0),
-    };
-    [ip as u64, (ip >> 64) as u64, u64::from(a.port()) | v4 << 16]
-}
-
-fn address_of(w: &[u64]) -> SocketAddr {
-    let ip = u128::from(w[0]) | u128::from(w[1]) << 64;
-    let port = w[2] as u16;
-    if w[2] >> 16 & 1 == 1 {
-        SocketAddr::from((Ipv4Addr::from(ip as u32), port))
-    } else {
-        SocketAddr::from((Ipv6Addr::from(ip), port))
-    }
+fn address_of(w: &[u64]) -> Endpoint {
+    Endpoint::from_words([w[0], w[1], w[2]])
 }
 
 const END_KINDS: [EndKind; 4] = [
@@ -397,8 +381,8 @@ impl Serialize for Connection {
             | u64::from(response.is_some()) << 21
             | response.as_ref().map_or(0, |(_, s, _)| side(*s)) << 22
             | accept_valid.map_or(0, |v| 1 + u64::from(v)) << 23;
-        let [a0, a1, a2] = address_words(endpoints[0]);
-        let [b0, b1, b2] = address_words(endpoints[1]);
+        let [a0, a1, a2] = endpoints[0].words();
+        let [b0, b1, b2] = endpoints[1].words();
         let last_activity_before = ending.map_or([None; 2], |e| e.last_activity_before);
         let words: [u64; CONNECTION_WORDS] = [
             *id,
@@ -834,20 +818,13 @@ mod tests {
             &mut facts.fins,
             &mut facts.rsts,
             &mut facts.syns,
-            &mut facts.zero_windows,
             &mut facts.frames,
             &mut facts.data_frames,
             &mut facts.data_bytes,
             &mut facts.pings,
             &mut facts.pongs,
-            &mut facts.unsolicited_pongs,
-            &mut facts.frames_after_close,
             &mut facts.masked_frames,
             &mut facts.unmasked_frames,
-            &mut facts.rsv_violations,
-            &mut facts.reserved_opcodes,
-            &mut facts.bad_control_frames,
-            &mut facts.fragmentation_errors,
             &mut facts.message_len,
             &mut facts.largest_message,
             &mut facts.largest_frame,
@@ -855,8 +832,20 @@ mod tests {
             &mut facts.reassembly.out_of_order,
             &mut facts.reassembly.gaps,
             &mut facts.reassembly.gap_bytes,
-            &mut facts.desyncs,
-            &mut facts.resync_skipped,
+        ] {
+            *counter = next() + u64::from(u32::MAX);
+        }
+        let rare = facts.rare_mut();
+        for counter in [
+            &mut rare.zero_windows,
+            &mut rare.unsolicited_pongs,
+            &mut rare.frames_after_close,
+            &mut rare.rsv_violations,
+            &mut rare.reserved_opcodes,
+            &mut rare.bad_control_frames,
+            &mut rare.fragmentation_errors,
+            &mut rare.desyncs,
+            &mut rare.resync_skipped,
         ] {
             *counter = next() + u64::from(u32::MAX);
         }
@@ -965,7 +954,7 @@ mod tests {
         let t = |n: i64| Timestamp::from_nanos(1_700_000_000_000_000_000 + n);
         let some_t = |n: i64| full.then(|| t(n));
         let side = i & 1;
-        let endpoints: [SocketAddr; 2] = if side == 0 {
+        let endpoints: [std::net::SocketAddr; 2] = if side == 0 {
             [
                 "192.0.2.7:51000".parse().unwrap(),
                 "[2001:db8::1]:443".parse().unwrap(),
@@ -976,6 +965,7 @@ mod tests {
                 "0.0.0.0:0".parse().unwrap(),
             ]
         };
+        let endpoints = endpoints.map(Endpoint::from);
         let mut dirs: [DirFacts; 2] = Default::default();
         dirs[side].packets = 9;
         Connection {

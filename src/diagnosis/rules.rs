@@ -223,19 +223,19 @@ pub fn per_connection(
         ("masked_server_frames", sd.masked_frames),
         (
             "bad_control_frames",
-            cd.bad_control_frames + sd.bad_control_frames,
+            cd.rare().bad_control_frames + sd.rare().bad_control_frames,
         ),
         (
             "rsv_without_extension",
-            cd.rsv_violations + sd.rsv_violations,
+            cd.rare().rsv_violations + sd.rare().rsv_violations,
         ),
         (
             "reserved_opcodes",
-            cd.reserved_opcodes + sd.reserved_opcodes,
+            cd.rare().reserved_opcodes + sd.rare().reserved_opcodes,
         ),
         (
             "fragmentation_errors",
-            cd.fragmentation_errors + sd.fragmentation_errors,
+            cd.rare().fragmentation_errors + sd.rare().fragmentation_errors,
         ),
     ]
     .into_iter()
@@ -473,15 +473,15 @@ pub fn per_connection(
                 .with("ttl_max", hi),
             );
         }
-        if d.zero_windows > 0 && !clean_normal {
+        if d.rare().zero_windows > 0 && !clean_normal {
             out.push(
                 Diagnosis::new(
                     "overloaded",
-                    format!("the {} advertised a zero receive window {} time(s): it stopped reading", role(side), d.zero_windows),
+                    format!("the {} advertised a zero receive window {} time(s): it stopped reading", role(side), d.rare().zero_windows),
                     "the receiver is not reading fast enough (blocked event loop, slow consumer): check its CPU and backpressure",
                 )
                 .with("side", role(side))
-                .with("zero_windows", d.zero_windows),
+                .with("zero_windows", d.rare().zero_windows),
             );
         }
     }
@@ -509,7 +509,7 @@ fn heartbeat(v: &View<'_>, c: &Connection, idle: &Idle) -> Vec<Diagnosis> {
     }
     if let Some(silent) = idle.silent_side {
         let talker = 1 - silent;
-        if c.dirs[talker].pings + c.dirs[talker].unsolicited_pongs > 0 {
+        if c.dirs[talker].pings + c.dirs[talker].rare().unsolicited_pongs > 0 {
             return vec![Diagnosis::new(
                 "one-way-heartbeat",
                 format!(

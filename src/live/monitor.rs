@@ -263,13 +263,13 @@ impl<W: Write> Monitor<W> {
             return None;
         };
         let (client_side, evidence) = conn.roles();
-        let server = conn.endpoints[1 - client_side];
+        let server = conn.endpoints[1 - client_side].socket_addr();
         if !(conn.is_websocket() || conn.is_failed_attempt() && self.ws_servers.contains(&server)) {
             self.not_websocket.insert(id);
             return None;
         }
         let k = Known {
-            client: conn.endpoints[client_side],
+            client: conn.endpoints[client_side].socket_addr(),
             server,
             client_side,
             first_packet: conn.first_packet,
@@ -606,7 +606,7 @@ impl<W: Write> Monitor<W> {
 
 /// The server's address and port of a connection.
 fn server_of(c: &Connection) -> std::net::SocketAddr {
-    c.endpoints[1 - c.roles().0]
+    c.endpoints[1 - c.roles().0].socket_addr()
 }
 
 /// Counts of a report's close facts by connection, for comparisons (tests).

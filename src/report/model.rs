@@ -540,8 +540,8 @@ impl ConnectionReport {
         let (cd, sd) = (&c.dirs[client], &c.dirs[server]);
         ConnectionReport {
             id: c.id,
-            client: endpoint_text(c.endpoints[client]),
-            server: endpoint_text(c.endpoints[server]),
+            client: endpoint_text(c.endpoints[client].socket_addr()),
+            server: endpoint_text(c.endpoints[server].socket_addr()),
             roles_from,
             path: req.map(|r| r.path.clone()),
             host: req.and_then(|r| r.host.clone()),
@@ -576,7 +576,7 @@ impl ConnectionReport {
             largest_message: per_side(client, |d| d.largest_message, c),
             pings: per_side(client, |d| d.pings, c),
             pongs: per_side(client, |d| d.pongs, c),
-            unsolicited_pongs: per_side(client, |d| d.unsolicited_pongs, c),
+            unsolicited_pongs: per_side(client, |d| d.rare().unsolicited_pongs, c),
             unanswered_pings: c.unanswered_pings.iter().sum(),
             unanswered_pings_by: PerSide {
                 client: c.unanswered_pings[client],
@@ -600,11 +600,12 @@ impl ConnectionReport {
                 masked_client_frames: cd.masked_frames,
                 unmasked_client_frames: cd.unmasked_frames,
                 masked_server_frames: sd.masked_frames,
-                reserved_opcodes: cd.reserved_opcodes + sd.reserved_opcodes,
-                rsv_without_extension: cd.rsv_violations + sd.rsv_violations,
-                bad_control_frames: cd.bad_control_frames + sd.bad_control_frames,
-                fragmentation_errors: cd.fragmentation_errors + sd.fragmentation_errors,
-                frames_after_close: cd.frames_after_close + sd.frames_after_close,
+                reserved_opcodes: cd.rare().reserved_opcodes + sd.rare().reserved_opcodes,
+                rsv_without_extension: cd.rare().rsv_violations + sd.rare().rsv_violations,
+                bad_control_frames: cd.rare().bad_control_frames + sd.rare().bad_control_frames,
+                fragmentation_errors: cd.rare().fragmentation_errors
+                    + sd.rare().fragmentation_errors,
+                frames_after_close: cd.rare().frames_after_close + sd.rare().frames_after_close,
             },
             mid_stream: c.handshake.request.is_none()
                 && c.handshake.response.is_none()
