@@ -48,9 +48,9 @@ pub struct Brief {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestBrief {
     pub at: Timestamp,
-    pub path: Arc<str>,
+    pub path: SharedStr,
     pub key: Option<Text>,
-    pub user_agent: Option<Arc<str>>,
+    pub user_agent: Option<SharedStr>,
 }
 
 /// An IP address and port in 19 bytes, where a `SocketAddr` takes 32: the address as 16 bytes
@@ -104,16 +104,53 @@ struct PackedEnding {
 
 /// Strings held once however many connections carry them (paths, User-Agents).
 #[derive(Default)]
-pub struct SharedStrings(FxHashSet<Arc<str>>);
+pub struct SharedStrings(FxHashSet<SharedStr>);
 
 impl SharedStrings {
-    pub fn get(&mut self, s: &str) -> Arc<str> {
+    pub fn get(&mut self, s: &str) -> SharedStr {
         if let Some(held) = self.0.get(s) {
             return held.clone();
         }
-        let held: Arc<str> = Arc::from(s);
+        let held = SharedStr::new(s);
         self.0.insert(held.clone());
         held
+    }
+}
+
+/// A string shared by reference count, a pointer wide: every brief holds two (its path and
+/// User-Agent), and an `Arc<str>`, a pointer and a length, cost 16 bytes more a connection. The
+/// length is read behind the pointer, where the text is.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SharedStr(Arc<Box<str>>);
+
+impl SharedStr {
+    pub fn new(s: &str) -> SharedStr {
+        SharedStr(Arc::new(Box::from(s)))
+    }
+
+    /// Whether both are the same held string (not only equal text).
+    pub fn ptr_eq(&self, other: &SharedStr) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for SharedStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for SharedStr {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self.0, f)
     }
 }
 

@@ -33,7 +33,7 @@ use crate::tls::KeyLog;
 use crate::capture::{Packet, Precision, Timestamp};
 use crate::decode::{self, Endpoint, Skip, TcpSegment};
 use crate::tcp::Limits;
-pub use brief::{Brief, RequestBrief, SharedStrings};
+pub use brief::{Brief, RequestBrief, SharedStr, SharedStrings};
 pub use connection::{CloseFrameFacts, Connection, DirFacts, EndKind, Ending, RoleEvidence, Side};
 pub use event::{Event, EventKind, EventLog, Notice, NoticeKind};
 use flows::FlowTable;

@@ -5,13 +5,12 @@
 //! who ended it.
 
 use super::{Diagnosis, View, for_each_group, ms, seconds};
-use crate::analyzer::{EndKind, Ending, RequestBrief};
+use crate::analyzer::{EndKind, Ending, RequestBrief, SharedStr};
 // Fx hashing, as in the analyzer's flow table and the rules across connections (fleet.rs).
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
 use crate::capture::Timestamp;
 use crate::report::Outcome;
@@ -48,14 +47,14 @@ fn how(e: &Ending, v: &View<'_>) -> String {
 #[derive(Clone, Copy)]
 struct OriginPath<'v> {
     origin: (u128, bool),
-    path: &'v Arc<str>,
+    path: &'v SharedStr,
     at: Timestamp,
 }
 
 impl OriginPath<'_> {
     /// The same path, by pointer first (the usual case) and by text only if they differ.
     fn same_path(&self, other: &Self) -> bool {
-        Arc::ptr_eq(self.path, other.path) || self.path == other.path
+        self.path.ptr_eq(other.path) || self.path == other.path
     }
 
     fn same_group(&self, other: &Self) -> bool {
@@ -67,7 +66,7 @@ impl OriginPath<'_> {
         self.origin
             .cmp(&other.origin)
             .then_with(|| {
-                if Arc::ptr_eq(self.path, other.path) {
+                if self.path.ptr_eq(other.path) {
                     Ordering::Equal
                 } else {
                     self.path.cmp(other.path)
@@ -396,7 +395,7 @@ mod tests {
             let host = |h: u8| -> std::net::IpAddr {
                 if h.is_multiple_of(2) { [10, 0, 0, h].into() } else { [0xfd00, 0, 0, 0, 0, 0, 0, u16::from(h)].into() }
             };
-            let paths: [Arc<str>; 2] = [Arc::from("/ws"), Arc::from("/chat")];
+            let paths: [SharedStr; 2] = [SharedStr::new("/ws"), SharedStr::new("/chat")];
             let briefs: Vec<Brief> = conns
                 .iter()
                 .enumerate()
@@ -405,7 +404,7 @@ mod tests {
                         at: Timestamp::from_nanos(1_700_000_000_000_000_000 + ms * 1_000_000),
                         // A path equal to another's but held apart, as two analyzers hold them.
                         path: if i % 3 == 0 {
-                            Arc::from(&*paths[usize::from(path)])
+                            SharedStr::new(&paths[usize::from(path)])
                         } else {
                             paths[usize::from(path)].clone()
                         },
@@ -434,7 +433,7 @@ mod tests {
         let request = |ms: i64, key: Option<&str>| {
             Some(RequestBrief {
                 at: t(ms),
-                path: Arc::from("/ws"),
+                path: SharedStr::new("/ws"),
                 key: key.map(Into::into),
                 user_agent: None,
             })
