@@ -33,8 +33,8 @@ fn hash_of(conn: &Connection) -> u64 {
 
 /// Whether `conn` is the connection of flow `key`, without ordering its endpoints first.
 fn is_flow(conn: &Connection, key: &FlowKey) -> bool {
-    let [a, b] = conn.endpoints;
-    (a == key.0 && b == key.1) || (a == key.1 && b == key.0)
+    let [a, b] = &conn.endpoints;
+    (*a == key.0 && *b == key.1) || (*a == key.1 && *b == key.0)
 }
 
 impl FlowTable {
