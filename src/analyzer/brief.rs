@@ -119,7 +119,8 @@ impl SharedStrings {
 
 /// A string shared by reference count, a pointer wide: every brief holds two (its path and
 /// User-Agent), and an `Arc<str>`, a pointer and a length, cost 16 bytes more a connection. The
-/// length is read behind the pointer, where the text is.
+/// text is two pointers away (the count's allocation holds the boxed `str`): only the rules
+/// across connections read it, once each.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SharedStr(Arc<Box<str>>);
 

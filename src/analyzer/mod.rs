@@ -180,7 +180,8 @@ pub struct Analyzer {
     /// `Config::notices` (a live capture asks for open connections by id); offline it would cost
     /// a table entry and two hash operations per connection for nothing.
     ids: Option<FxHashMap<u64, FlowKey>>,
-    /// Boxed so that the table's spare capacity costs a pointer per slot, not a connection.
+    /// Boxed so that the table's spare capacity costs a pointer per slot, not a connection; the
+    /// slot holds nothing else ([`flows`]).
     flows: FlowTable,
     /// Boxed: a vector of connections grows by doubling, and its spare capacity would cost a whole
     /// connection per slot.
