@@ -22,10 +22,10 @@ pub struct Brief {
     client: u8,
     pub outcome: Outcome,
     /// Who sent the first close frame ([`Connection::closes`]); its code is in `close_code`.
-    first_close_by: Option<u8>,
+    first_close_by: MaybeSide,
     /// Who sent the first RST and the first FIN ([`Connection::first_flag`]).
-    first_rst_by: Option<u8>,
-    first_fin_by: Option<u8>,
+    first_rst_by: MaybeSide,
+    first_fin_by: MaybeSide,
     pub is_websocket: bool,
     /// Either side sent a WebSocket frame.
     pub any_frames: bool,
@@ -34,6 +34,9 @@ pub struct Brief {
     pub first_packet: Timestamp,
     pub last_packet: Timestamp,
     ending: Option<PackedEnding>,
+    /// The ending's side and kind (meaningless without an ending).
+    ending_side: u8,
+    ending_kind: EndKind,
     /// Per side: packets sent (up to `u32::MAX`), first RST, last frame.
     pub packets: [u32; 2],
     pub first_rst: [Option<Timestamp>; 2],
@@ -93,13 +96,29 @@ impl PackedAddr {
     }
 }
 
-/// An [`Ending`] with its side as a byte (24 bytes, not 40).
+/// A side or none in a byte, where an `Option<u8>` takes two: three of them, and the ending's side
+/// and kind, fit a brief in 200 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MaybeSide(u8);
+
+impl MaybeSide {
+    const NONE: MaybeSide = MaybeSide(u8::MAX);
+
+    fn of(side: Option<Side>) -> MaybeSide {
+        side.map_or(MaybeSide::NONE, |s| MaybeSide(s as u8))
+    }
+
+    fn get(self) -> Option<Side> {
+        (self != MaybeSide::NONE).then(|| Side::from(self.0))
+    }
+}
+
+/// An [`Ending`]'s times (24 bytes with its `Option`, where the whole `Ending` took 40); its side
+/// and kind are bytes of the brief ([`Brief::ending_side`]), which would have padded this to 32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PackedEnding {
     at: Timestamp,
     last_activity_before: [Option<Timestamp>; 2],
-    side: u8,
-    kind: EndKind,
 }
 
 /// Strings held once however many connections carry them (paths, User-Agents).
@@ -165,9 +184,9 @@ impl Brief {
             endpoints: c.endpoints.map(|e| PackedAddr::pack(e.socket_addr())),
             client: side(c.roles().0),
             outcome: c.outcome(),
-            first_close_by: c.closes().0.map(|(s, _)| side(s)),
-            first_rst_by: c.first_flag(true).map(|(s, _)| side(s)),
-            first_fin_by: c.first_flag(false).map(|(s, _)| side(s)),
+            first_close_by: MaybeSide::of(c.closes().0.map(|(s, _)| s)),
+            first_rst_by: MaybeSide::of(c.first_flag(true).map(|(s, _)| s)),
+            first_fin_by: MaybeSide::of(c.first_flag(false).map(|(s, _)| s)),
             is_websocket: c.is_websocket(),
             any_frames: dirs.iter().any(|d| d.frames > 0),
             close_code: [0, 1].map(|s| dirs[s].close.as_ref().and_then(|f| f.code)),
@@ -176,9 +195,9 @@ impl Brief {
             ending: c.ending.map(|e| PackedEnding {
                 at: e.at,
                 last_activity_before: e.last_activity_before,
-                side: side(e.side),
-                kind: e.kind,
             }),
+            ending_side: c.ending.map_or(0, |e| side(e.side)),
+            ending_kind: c.ending.map_or(EndKind::Fin, |e| e.kind),
             packets: [0, 1].map(|s| u32::try_from(dirs[s].packets).unwrap_or(u32::MAX)),
             first_rst: [0, 1].map(|s| dirs[s].first_rst),
             last_frame: [0, 1].map(|s| dirs[s].last_frame.map(|(t, _)| t)),
@@ -223,9 +242,9 @@ impl Brief {
     /// The first close frame, FIN or RST ([`Connection::ending`]).
     pub fn ending(&self) -> Option<Ending> {
         self.ending.map(|e| Ending {
-            side: Side::from(e.side),
+            side: Side::from(self.ending_side),
             at: e.at,
-            kind: e.kind,
+            kind: self.ending_kind,
             last_activity_before: e.last_activity_before,
         })
     }
@@ -233,15 +252,16 @@ impl Brief {
     /// Who sent the first close frame, and its code.
     pub fn first_close(&self) -> Option<(Side, Option<u16>)> {
         self.first_close_by
-            .map(|s| (Side::from(s), self.close_code[usize::from(s)]))
+            .get()
+            .map(|s| (s, self.close_code[s & 1]))
     }
 
     pub fn first_rst_by(&self) -> Option<Side> {
-        self.first_rst_by.map(Side::from)
+        self.first_rst_by.get()
     }
 
     pub fn first_fin_by(&self) -> Option<Side> {
-        self.first_fin_by.map(Side::from)
+        self.first_fin_by.get()
     }
 }
 
@@ -261,15 +281,17 @@ impl Brief {
             endpoints: [client, server].map(PackedAddr::pack),
             client: 0,
             outcome: Outcome::Clean,
-            first_close_by: None,
-            first_rst_by: None,
-            first_fin_by: None,
+            first_close_by: MaybeSide::NONE,
+            first_rst_by: MaybeSide::NONE,
+            first_fin_by: MaybeSide::NONE,
             is_websocket: request.is_some(),
             any_frames: false,
             close_code: [None; 2],
             first_packet: at,
             last_packet: at,
             ending: None,
+            ending_side: 0,
+            ending_kind: EndKind::Fin,
             packets: [1, 1],
             first_rst: [None; 2],
             last_frame: [None; 2],
