@@ -3,13 +3,14 @@
 //! bytes, kept in memory for every connection while the connection itself waits on disk
 //! ([`super::spill`]) until its turn in the report.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
 use super::{Connection, EndKind, Ending, Outcome, Side};
 use crate::capture::Timestamp;
+use crate::decode::Endpoint;
 use crate::websocket::handshake::Text;
 
 /// Kept for every connection of a capture (a million on a long one): fields are as small as
@@ -66,21 +67,19 @@ struct PackedAddr {
 }
 
 impl PackedAddr {
-    fn pack(a: SocketAddr) -> Self {
-        let mut ip = [0; 16];
-        let v4 = match a.ip() {
-            IpAddr::V4(v4) => {
-                ip[..4].copy_from_slice(&v4.octets());
-                true
-            }
-            IpAddr::V6(v6) => {
-                ip = v6.octets();
-                false
-            }
+    /// The address in network order, as `Ipv4Addr::octets` and `Ipv6Addr::octets` give it.
+    fn pack(e: Endpoint) -> Self {
+        let v4 = e.is_v4();
+        let ip = if v4 {
+            let mut ip = [0; 16];
+            ip[..4].copy_from_slice(&(e.address() as u32).to_be_bytes());
+            ip
+        } else {
+            e.address().to_be_bytes()
         };
         PackedAddr {
             ip,
-            port: a.port().to_ne_bytes(),
+            port: e.port().to_ne_bytes(),
             v4,
         }
     }
@@ -181,7 +180,7 @@ impl Brief {
         let side = |s: Side| s as u8;
         Brief {
             id: c.id,
-            endpoints: c.endpoints.map(|e| PackedAddr::pack(e.socket_addr())),
+            endpoints: c.endpoints.map(PackedAddr::pack),
             client: side(c.roles().0),
             outcome: c.outcome(),
             first_close_by: MaybeSide::of(c.closes().0.map(|(s, _)| s)),
@@ -278,7 +277,7 @@ impl Brief {
         let at = request.as_ref().map_or(Timestamp::from_nanos(1), |r| r.at);
         Brief {
             id,
-            endpoints: [client, server].map(PackedAddr::pack),
+            endpoints: [client, server].map(|a| PackedAddr::pack(Endpoint::from(a))),
             client: 0,
             outcome: Outcome::Clean,
             first_close_by: MaybeSide::NONE,

@@ -1163,7 +1163,10 @@ impl Connection {
         let bad: u64 = self
             .dirs
             .iter()
-            .map(|d| d.rare().reserved_opcodes + d.rare().bad_control_frames + d.rare().desyncs)
+            .map(|d| {
+                let rare = d.rare();
+                rare.reserved_opcodes + rare.bad_control_frames + rare.desyncs
+            })
             .sum();
         let valid_close = self.dirs.iter().any(|d| {
             d.close.as_ref().is_some_and(|c| {

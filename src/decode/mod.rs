@@ -106,13 +106,29 @@ impl Endpoint {
 
     pub fn socket_addr(self) -> SocketAddr {
         let port = self.port();
-        let [high, low] = self.ip;
-        if self.port & IPV4 != 0 {
-            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(low as u32), port))
+        if self.is_v4() {
+            SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(self.address() as u32),
+                port,
+            ))
         } else {
-            let ip = (u128::from(high) << 64) | u128::from(low);
-            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, 0))
+            SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(self.address()),
+                port,
+                0,
+                0,
+            ))
         }
+    }
+
+    pub fn is_v4(self) -> bool {
+        self.port & IPV4 != 0
+    }
+
+    /// The address as a number (an IPv4 one in the low 32 bits).
+    pub fn address(self) -> u128 {
+        let [high, low] = self.ip;
+        u128::from(high) << 64 | u128::from(low)
     }
 
     pub fn port(self) -> u16 {
@@ -131,8 +147,10 @@ impl Endpoint {
         if port >> 16 & 1 == 1 {
             Endpoint::v4(Ipv4Addr::from(low as u32), port as u16)
         } else {
-            let ip = u128::from(high) << 64 | u128::from(low);
-            Endpoint::v6(Ipv6Addr::from(ip), port as u16)
+            Endpoint {
+                ip: [high, low],
+                port: u32::from(port as u16),
+            }
         }
     }
 }
