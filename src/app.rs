@@ -22,27 +22,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Analyze(args) => {
             let events = args.events || args.format.needs_events();
             let format = args.format;
-            let failed = analyze(&args.input, &args.filters, events, |report| {
-                if printers::streams(format) && !args.filters.redact {
-                    // Each connection built, printed and dropped in turn.
-                    let threads = threads(&args.input);
-                    return print(|out| printers::write_lazy(report, format, threads, out));
-                }
-                let mut report = report.into_report()?;
+            let failed = analyze(&args.input, &args.filters, events, |mut report| {
+                // Each connection built, printed and dropped in turn, whatever the format.
                 if args.filters.redact {
-                    printers::redact::redact(&mut report);
+                    report.redact()?;
                 }
-                print(|out| printers::write(&report, format, out))
+                let threads = threads(&args.input);
+                print(|out| printers::write_lazy(report, format, threads, out))
             })?;
             Ok(exit(failed))
         }
         Command::Timeline(args) => {
-            let failed = analyze(&args.input, &args.filters, true, |report| {
-                let mut report = report.into_report()?;
+            let failed = analyze(&args.input, &args.filters, true, |mut report| {
                 if args.filters.redact {
-                    printers::redact::redact(&mut report);
+                    report.redact()?;
                 }
-                print(|out| printers::timeline::write(&report, out))
+                let threads = threads(&args.input);
+                print(|out| printers::timeline::write_lazy(&report, threads, out))
             })?;
             Ok(exit(failed))
         }

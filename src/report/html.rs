@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::markdown::{connections_that_matter, duration_percentiles, group_diagnoses};
-use super::model::{ConnectionReport, Report, Role};
+use super::model::{ConnectionReport, LazyReport, Report, Role};
+use super::sections::Sections;
 use super::timeline::IDLE_SHOWN_S;
+use crate::diagnosis::Diagnosis;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -163,6 +165,54 @@ pub fn svg(c: &ConnectionReport) -> String {
 }
 
 pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let groups = group_diagnoses(report);
+    let mut h = head(report, duration_percentiles(report), groups.is_empty());
+    for (id, (fix, items)) in &groups {
+        h.push_str(&group_title(id, items.len()));
+        for (c, d) in items {
+            h.push_str(&diagnosis_item(c, d));
+        }
+        h.push_str(&group_fix(fix));
+    }
+    h.push_str(&timelines_legend());
+    for c in connections_that_matter(report) {
+        h.push_str(&timeline(c));
+    }
+    h.push_str(TABLE_HEAD);
+    for c in &report.connections {
+        h.push_str(&table_row(c));
+    }
+    h.push_str(END);
+    out.write_all(h.as_bytes())
+}
+
+/// [`write`] for a report whose connections are built as they are printed (on up to `threads`
+/// threads), in flat memory ([`Sections`]): the same bytes (a test compares the two).
+pub fn write_lazy(report: &LazyReport<'_>, threads: usize, out: &mut dyn Write) -> io::Result<()> {
+    let sections = Sections::gather(report, threads, &table_row, &diagnosis_item)?;
+    let head = head(
+        report.head(),
+        sections.percentiles(),
+        sections.groups.is_empty(),
+    );
+    out.write_all(head.as_bytes())?;
+    for (id, group) in sections.groups {
+        out.write_all(group_title(&id, group.count).as_bytes())?;
+        io::copy(&mut group.items.read_back()?, out)?;
+        out.write_all(group_fix(&group.fix).as_bytes())?;
+    }
+    out.write_all(timelines_legend().as_bytes())?;
+    for position in sections.timelines {
+        out.write_all(timeline(&report.connection_at(position)?).as_bytes())?;
+    }
+    out.write_all(TABLE_HEAD.as_bytes())?;
+    io::copy(&mut sections.rows.read_back()?, out)?;
+    out.write_all(END.as_bytes())
+}
+
+/// The document's start, the capture's facts, the summary and the diagnoses' title: all before
+/// the sections about connections.
+fn head(report: &Report, (p50, p90, p99, max): (f64, f64, f64, f64), no_fault: bool) -> String {
     let mut h = String::new();
     let cap = &report.capture;
     let s = &report.summary;
@@ -190,7 +240,6 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let _ = write!(h, "<tr><th>warning</th><td>{}</td></tr>", esc(w));
     }
     h.push_str("</table>");
-    let (p50, p90, p99, max) = duration_percentiles(report);
     let rate = if s.connections == 0 {
         0.0
     } else {
@@ -215,34 +264,38 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     h.push_str("<h2>Diagnoses</h2>");
-    let groups = group_diagnoses(report);
-    if groups.is_empty() {
+    if no_fault {
         h.push_str("<p class=\"ok\">No fault found: every connection closed normally or is still open.</p>");
     }
-    for (id, (fix, items)) in &groups {
-        let _ = write!(
-            h,
-            "<h3><code>{}</code> ({} connection{})</h3><ul>",
-            esc(id),
-            items.len(),
-            if items.len() == 1 { "" } else { "s" }
-        );
-        for (c, d) in items {
-            let evidence: Vec<String> =
-                d.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = write!(
-                h,
-                "<li><b>#{}</b> {} → {}: {}<br><small>{}</small></li>",
-                c.id,
-                esc(&c.client),
-                esc(&c.server),
-                esc(&d.summary),
-                esc(&evidence.join(", "))
-            );
-        }
-        let _ = write!(h, "</ul><p><i>Fix:</i> {}</p>", esc(fix));
-    }
-    h.push_str("<h2>Timelines</h2><p class=\"legend\">");
+    h
+}
+
+fn group_title(id: &str, count: usize) -> String {
+    format!(
+        "<h3><code>{}</code> ({count} connection{})</h3><ul>",
+        esc(id),
+        if count == 1 { "" } else { "s" }
+    )
+}
+
+fn diagnosis_item(c: &ConnectionReport, d: &Diagnosis) -> String {
+    let evidence: Vec<String> = d.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "<li><b>#{}</b> {} → {}: {}<br><small>{}</small></li>",
+        c.id,
+        esc(&c.client),
+        esc(&c.server),
+        esc(&d.summary),
+        esc(&evidence.join(", "))
+    )
+}
+
+fn group_fix(fix: &str) -> String {
+    format!("</ul><p><i>Fix:</i> {}</p>", esc(fix))
+}
+
+fn timelines_legend() -> String {
+    let mut h = String::from("<h2>Timelines</h2><p class=\"legend\">");
     for (color, what) in [
         (COLOR_DATA, "data / handshake"),
         (COLOR_PING, "ping"),
@@ -258,47 +311,51 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         );
     }
     h.push_str("</p>");
-    for c in connections_that_matter(report) {
+    h
+}
+
+/// A connection's title, first diagnosis and SVG timeline.
+fn timeline(c: &ConnectionReport) -> String {
+    let mut h = format!(
+        "<h3 id=\"conn-{}\">#{} {} → {} {} — {}</h3>",
+        c.id,
+        c.id,
+        esc(&c.client),
+        esc(&c.server),
+        esc(c.path.as_deref().unwrap_or("")),
+        esc(c.outcome.as_str())
+    );
+    for d in c.diagnosis.iter().take(1) {
         let _ = write!(
             h,
-            "<h3 id=\"conn-{}\">#{} {} → {} {} — {}</h3>",
-            c.id,
-            c.id,
-            esc(&c.client),
-            esc(&c.server),
-            esc(c.path.as_deref().unwrap_or("")),
-            esc(c.outcome.as_str())
-        );
-        for d in c.diagnosis.iter().take(1) {
-            let _ = write!(
-                h,
-                "<div class=\"diag\"><b>{}</b>: {}</div>",
-                esc(&d.id),
-                esc(&d.summary)
-            );
-        }
-        h.push_str(&svg(c));
-    }
-    h.push_str("<h2>Connections</h2><table><tr><th>id</th><th>client</th><th>server</th><th>path</th><th>outcome</th><th>closed by</th><th>code</th><th>reason</th><th>FIN by</th><th>RST by</th><th>diagnosis</th></tr>");
-    for c in &report.connections {
-        let fc = c.first_close.as_ref();
-        let _ = write!(
-            h,
-            "<tr><td><a href=\"#conn-{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            c.id,
-            c.id,
-            esc(&c.client),
-            esc(&c.server),
-            esc(c.path.as_deref().unwrap_or("-")),
-            esc(c.outcome.as_str()),
-            c.closed_by_cell(),
-            c.code_cell(),
-            esc(fc.map_or("", |f| f.reason.as_str())),
-            c.fin_cell(),
-            c.rst_cell(),
-            esc(c.diagnosis.first().map_or("-", |d| d.id.as_str())),
+            "<div class=\"diag\"><b>{}</b>: {}</div>",
+            esc(&d.id),
+            esc(&d.summary)
         );
     }
-    h.push_str("</table></body></html>\n");
-    out.write_all(h.as_bytes())
+    h.push_str(&svg(c));
+    h
+}
+
+const TABLE_HEAD: &str = "<h2>Connections</h2><table><tr><th>id</th><th>client</th><th>server</th><th>path</th><th>outcome</th><th>closed by</th><th>code</th><th>reason</th><th>FIN by</th><th>RST by</th><th>diagnosis</th></tr>";
+
+const END: &str = "</table></body></html>\n";
+
+fn table_row(c: &ConnectionReport) -> String {
+    let fc = c.first_close.as_ref();
+    format!(
+        "<tr><td><a href=\"#conn-{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        c.id,
+        c.id,
+        esc(&c.client),
+        esc(&c.server),
+        esc(c.path.as_deref().unwrap_or("-")),
+        esc(c.outcome.as_str()),
+        c.closed_by_cell(),
+        c.code_cell(),
+        esc(fc.map_or("", |f| f.reason.as_str())),
+        c.fin_cell(),
+        c.rst_cell(),
+        esc(c.diagnosis.first().map_or("-", |d| d.id.as_str())),
+    )
 }

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+use super::super::diagnosis::Diagnosis;
 use super::escape::terminal;
-use super::model::{ConnectionReport, Report};
+use super::model::{ConnectionReport, LazyReport, Report};
+use super::sections::Sections;
 use super::timeline;
 
 /// Timelines printed at most (the connections with a diagnosis first).
-const MAX_TIMELINES: usize = 20;
+pub(super) const MAX_TIMELINES: usize = 20;
 
 /// Markdown table cells: no pipes or newlines from the wire, control characters escaped.
 pub fn cell(s: &str) -> String {
@@ -26,7 +28,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Connection duration percentiles: (p50, p90, p99, max).
 pub fn duration_percentiles(report: &Report) -> (f64, f64, f64, f64) {
-    let mut d: Vec<f64> = report.connections.iter().map(|c| c.duration_s).collect();
+    percentiles_of(report.connections.iter().map(|c| c.duration_s).collect())
+}
+
+pub(super) fn percentiles_of(mut d: Vec<f64>) -> (f64, f64, f64, f64) {
     d.sort_by(f64::total_cmp);
     (
         percentile(&d, 0.5),
@@ -80,6 +85,60 @@ pub fn connections_that_matter(report: &Report) -> Vec<&ConnectionReport> {
 }
 
 pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let gaps: u64 = report
+        .connections
+        .iter()
+        .map(|c| c.gaps.client.count + c.gaps.server.count)
+        .sum();
+    write_head(report, gaps, duration_percentiles(report), out)?;
+    let groups = group_diagnoses(report);
+    write_no_fault(groups.is_empty(), out)?;
+    for (id, (fix, items)) in &groups {
+        write_group_title(id, items.len(), out)?;
+        for (c, d) in items {
+            out.write_all(diagnosis_item(c, d).as_bytes())?;
+        }
+        write_group_fix(fix, out)?;
+    }
+    write_table_head(out)?;
+    for c in &report.connections {
+        out.write_all(table_row(c).as_bytes())?;
+    }
+    writeln!(out, "\n## Timelines\n")?;
+    for c in connections_that_matter(report) {
+        write_timeline(c, out)?;
+    }
+    Ok(())
+}
+
+/// [`write`] for a report whose connections are built as they are printed (on up to `threads`
+/// threads), in flat memory ([`Sections`]). The same bytes as [`write`] (a test compares the
+/// two).
+pub fn write_lazy(report: &LazyReport<'_>, threads: usize, out: &mut dyn Write) -> io::Result<()> {
+    let sections = Sections::gather(report, threads, &table_row, &diagnosis_item)?;
+    write_head(report.head(), sections.gaps, sections.percentiles(), out)?;
+    write_no_fault(sections.groups.is_empty(), out)?;
+    for (id, group) in sections.groups {
+        write_group_title(&id, group.count, out)?;
+        io::copy(&mut group.items.read_back()?, out)?;
+        write_group_fix(&group.fix, out)?;
+    }
+    write_table_head(out)?;
+    io::copy(&mut sections.rows.read_back()?, out)?;
+    writeln!(out, "\n## Timelines\n")?;
+    for position in sections.timelines {
+        write_timeline(&report.connection_at(position)?, out)?;
+    }
+    Ok(())
+}
+
+/// The title, the capture's facts and the summary: all but the sections about connections.
+fn write_head(
+    report: &Report,
+    gaps: u64,
+    (p50, p90, p99, max): (f64, f64, f64, f64),
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let cap = &report.capture;
     let s = &report.summary;
     writeln!(out, "# WebSocket close report\n")?;
@@ -106,11 +165,6 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         "| packets | {} ({} TCP segments, {} TCP connections) |",
         cap.packets, cap.tcp_segments, cap.tcp_connections
     )?;
-    let gaps: u64 = report
-        .connections
-        .iter()
-        .map(|c| c.gaps.client.count + c.gaps.server.count)
-        .sum();
     writeln!(out, "| gaps in reassembled streams | {gaps} |")?;
     writeln!(
         out,
@@ -135,7 +189,6 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     } else {
         s.abnormal_closures as f64 * 100.0 / s.connections as f64
     };
-    let (p50, p90, p99, max) = duration_percentiles(report);
     writeln!(out, "- WebSocket connections: **{}**", s.connections)?;
     writeln!(
         out,
@@ -162,78 +215,87 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out)?;
     }
 
+    Ok(())
+}
+
+fn write_no_fault(no_groups: bool, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "## Diagnoses\n")?;
-    let groups = group_diagnoses(report);
-    if groups.is_empty() {
+    if no_groups {
         writeln!(
             out,
             "No fault found: every connection closed normally or is still open.\n"
         )?;
     }
-    for (id, (fix, items)) in &groups {
-        writeln!(
-            out,
-            "### `{id}` ({} connection{})\n",
-            items.len(),
-            if items.len() == 1 { "" } else { "s" }
-        )?;
-        for (c, d) in items {
-            writeln!(
-                out,
-                "- **#{}** {} → {}: {}",
-                c.id,
-                c.client,
-                c.server,
-                cell(&d.summary)
-            )?;
-            let evidence: Vec<String> = d
-                .evidence
-                .iter()
-                .map(|(k, v)| format!("{k}={}", cell(&v.to_string())))
-                .collect();
-            if !evidence.is_empty() {
-                writeln!(out, "  - evidence: {}", evidence.join(", "))?;
-            }
-        }
-        writeln!(out, "\n*Fix:* {fix}\n")?;
-    }
+    Ok(())
+}
 
+fn write_group_title(id: &str, count: usize, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "### `{id}` ({count} connection{})\n",
+        if count == 1 { "" } else { "s" }
+    )
+}
+
+fn write_group_fix(fix: &str, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "\n*Fix:* {fix}\n")
+}
+
+/// A diagnosis of a connection under its kind's title: a line, and one of its evidence.
+fn diagnosis_item(c: &ConnectionReport, d: &Diagnosis) -> String {
+    let mut item = format!(
+        "- **#{}** {} → {}: {}\n",
+        c.id,
+        c.client,
+        c.server,
+        cell(&d.summary)
+    );
+    let evidence: Vec<String> = d
+        .evidence
+        .iter()
+        .map(|(k, v)| format!("{k}={}", cell(&v.to_string())))
+        .collect();
+    if !evidence.is_empty() {
+        item.push_str(&format!("  - evidence: {}\n", evidence.join(", ")));
+    }
+    item
+}
+
+fn write_table_head(out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "## Connections\n")?;
     writeln!(
         out,
         "| id | client | server | path | outcome | closed by | code | FIN by | RST by | diagnosis |"
     )?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|")?;
-    for c in &report.connections {
-        writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            c.id,
-            c.client,
-            c.server,
-            cell(c.path.as_deref().unwrap_or("-")),
-            c.outcome.as_str(),
-            c.closed_by_cell(),
-            c.code_cell(),
-            c.fin_cell(),
-            c.rst_cell(),
-            c.diagnosis.first().map_or("-", |d| d.id.as_str()),
-        )?;
-    }
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|")
+}
 
-    writeln!(out, "\n## Timelines\n")?;
-    for c in connections_that_matter(report) {
-        writeln!(out, "### #{} {} → {}\n", c.id, c.client, c.server)?;
-        writeln!(out, "```text")?;
-        let mut buf = Vec::new();
-        timeline::write_connection(c, &mut buf)?;
-        // A fence inside wire strings must not end the code block.
-        out.write_all(
-            String::from_utf8_lossy(&buf)
-                .replace("```", "`\u{200b}``")
-                .as_bytes(),
-        )?;
-        writeln!(out, "```\n")?;
-    }
-    Ok(())
+fn table_row(c: &ConnectionReport) -> String {
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        c.id,
+        c.client,
+        c.server,
+        cell(c.path.as_deref().unwrap_or("-")),
+        c.outcome.as_str(),
+        c.closed_by_cell(),
+        c.code_cell(),
+        c.fin_cell(),
+        c.rst_cell(),
+        c.diagnosis.first().map_or("-", |d| d.id.as_str()),
+    )
+}
+
+fn write_timeline(c: &ConnectionReport, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "### #{} {} → {}\n", c.id, c.client, c.server)?;
+    writeln!(out, "```text")?;
+    let mut buf = Vec::new();
+    timeline::write_connection(c, &mut buf)?;
+    // A fence inside wire strings must not end the code block.
+    out.write_all(
+        String::from_utf8_lossy(&buf)
+            .replace("```", "`\u{200b}``")
+            .as_bytes(),
+    )?;
+    writeln!(out, "```\n")
 }

@@ -1,5 +1,6 @@
-//! Reports: the analysis as a data model ([`model`]), then printed as a table, JSON, JSON lines or
-//! CSV. Printers write to any `Write`, so tests print into a `Vec<u8>`.
+//! Reports: the analysis as a data model ([`model`]), then printed as a table, JSON, JSON lines,
+//! CSV, a markdown or an HTML document. Printers write to any `Write`, so tests print into a
+//! `Vec<u8>`.
 
 mod connection_json;
 pub mod escape;
@@ -8,6 +9,8 @@ mod json;
 pub mod markdown;
 pub mod model;
 pub mod redact;
+mod sections;
+mod spool;
 pub mod table;
 pub mod time;
 pub mod timeline;
@@ -53,18 +56,10 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result
     }
 }
 
-/// Whether [`write_lazy`] can print this format connection by connection (the others need every
-/// connection at once: a document around them, with links between its parts).
-pub fn streams(format: Format) -> bool {
-    matches!(
-        format,
-        Format::Table | Format::Json | Format::Jsonl | Format::Csv
-    )
-}
-
-/// Prints a report whose connections are built as they are printed, on up to `threads` threads:
-/// the same bytes as [`write`] for the formats that [`streams`] accepts, and for the others the
-/// whole report built first.
+/// Prints a report whose connections are built as they are printed, on up to `threads` threads,
+/// and dropped after: the same bytes as [`write`], in every format, without every connection's
+/// report in memory at once (the documents gather their parts in temporary files first, see
+/// `sections`).
 pub fn write_lazy(
     report: LazyReport<'_>,
     format: Format,
@@ -87,7 +82,8 @@ pub fn write_lazy(
         }
         Format::Csv => write_csv(report.connections(), out)?,
         Format::Table => table::write_lazy(&report, threads, out)?,
-        _ => write(&report.into_report()?, format, out)?,
+        Format::Markdown => markdown::write_lazy(&report, threads, out)?,
+        Format::Html => html::write_lazy(&report, threads, out)?,
     }
     buffered.flush()
 }

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::redact::Redaction;
 use super::time::{TimeFormat, TimeText, TimeWriter};
 pub use crate::analyzer::Outcome;
 use crate::analyzer::{Analysis, CloseFrameFacts, Connection, DirFacts, RoleEvidence, Side};
@@ -819,9 +820,21 @@ pub struct LazyReport<'a> {
     time: TimeFormat,
     precision: Precision,
     timelines: bool,
+    /// `--redact`: what every connection is rewritten with, once learnt ([`Self::redact`]).
+    redaction: Option<Redaction>,
 }
 
 impl LazyReport<'_> {
+    /// Redacts the report (`--redact`): a first pass over the connections gives every original
+    /// its pseudonym, in the order [`super::redact::redact`] numbers them; then each connection
+    /// is redacted as it is built, and the head now.
+    pub fn redact(&mut self) -> io::Result<()> {
+        let redaction = Redaction::learn(self.connections())?;
+        redaction.head(&mut self.head);
+        self.redaction = Some(redaction);
+        Ok(())
+    }
+
     /// The report without its connections.
     pub fn head(&self) -> &Report {
         &self.head
@@ -832,6 +845,24 @@ impl LazyReport<'_> {
         self.kept.iter().map(|&i| self.connection(i as usize))
     }
 
+    /// How many connections the report shows.
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// The report shows no connection.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// The report of the `position`th connection of [`Self::connections`].
+    pub fn connection_at(&self, position: usize) -> io::Result<ConnectionReport> {
+        let index = self.kept.get(position).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "no such connection in the report")
+        })?;
+        self.connection(*index as usize)
+    }
+
     /// The report of the connection shown at `index`, with its diagnoses.
     fn connection(&self, index: usize) -> io::Result<ConnectionReport> {
         let (tf, precision) = (self.time, self.precision);
@@ -839,6 +870,9 @@ impl LazyReport<'_> {
         let conn = self.analysis.connection(self.shown[index] as usize)?;
         let mut r = ConnectionReport::build(&conn, &self.time, self.timelines);
         r.diagnosis = self.diagnoser.of(index, &conn, &time);
+        if let Some(redaction) = &self.redaction {
+            redaction.connection(&mut r);
+        }
         Ok(r)
     }
 
@@ -985,6 +1019,7 @@ pub fn build_lazily<'a>(
         time: tf,
         precision,
         timelines,
+        redaction: None,
     })
 }
 

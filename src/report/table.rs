@@ -5,12 +5,13 @@
 //! spooled rows are laid out with those widths, row by row, as tabled lays out a whole `Table` in
 //! `Style::psql()` (tests compare the two).
 
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 
 use tabled::grid::util::string::get_text_width;
 
 use super::escape::{clip, terminal};
 use super::model::{CloseFrame, ConnectionReport, LazyReport, Report, TcpEvent};
+use super::spool::Spool;
 use super::time::relative;
 
 /// The first close frame's code, "(no code)" for an empty close payload, or "-".
@@ -256,90 +257,6 @@ fn split_cell(rendered: &[u8]) -> io::Result<(&str, &[u8])> {
     }
     let (cell, rest) = rest.split_at(len);
     Ok((std::str::from_utf8(cell).map_err(io::Error::other)?, rest))
-}
-
-/// Bytes written once and read back once: in an unnamed temporary file while it can be written,
-/// in memory otherwise (none could be made, or a write failed: a full disk costs memory, not the
-/// report, as with the analyzer's spill).
-struct Spool {
-    file: Option<std::fs::File>,
-    /// Bytes written to the file; they come first.
-    on_disk: u64,
-    /// A write to the file failed: what follows `on_disk` there is ignored, and no more is written.
-    full: bool,
-    /// Bytes not on disk yet (up to [`SPOOL_CHUNK`]), or all those after a failed write.
-    memory: Vec<u8>,
-    /// Tests: writes to the file that succeed before every further one fails (a full disk).
-    #[cfg(test)]
-    writes_left: Option<u32>,
-}
-
-/// What a spool keeps in memory before it writes to its file (in tests, little: so that their
-/// rows go to the file and back).
-#[cfg(not(test))]
-const SPOOL_CHUNK: usize = 64 << 10;
-#[cfg(test)]
-const SPOOL_CHUNK: usize = 100;
-
-impl Spool {
-    fn memory() -> Spool {
-        Spool {
-            file: None,
-            on_disk: 0,
-            full: false,
-            memory: Vec::new(),
-            #[cfg(test)]
-            writes_left: None,
-        }
-    }
-
-    fn temporary_file() -> Spool {
-        Spool {
-            file: tempfile::tempfile().ok(),
-            ..Spool::memory()
-        }
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) {
-        self.memory.extend_from_slice(bytes);
-        if self.memory.len() < SPOOL_CHUNK || self.full {
-            return;
-        }
-        let Some(file) = &mut self.file else { return };
-        #[cfg(test)]
-        let refused = match &mut self.writes_left {
-            Some(0) => true,
-            Some(left) => {
-                *left -= 1;
-                false
-            }
-            None => false,
-        };
-        #[cfg(not(test))]
-        let refused = false;
-        if !refused && file.write_all(&self.memory).is_ok() {
-            self.on_disk += self.memory.len() as u64;
-            self.memory.clear();
-        } else {
-            self.full = true;
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.on_disk == 0 && self.memory.is_empty()
-    }
-
-    fn read_back(self) -> io::Result<Box<dyn io::BufRead>> {
-        let memory = io::Cursor::new(self.memory);
-        match self.file {
-            Some(mut file) if self.on_disk > 0 => {
-                file.seek(io::SeekFrom::Start(0))?;
-                let on_disk = io::BufReader::new(file.take(self.on_disk));
-                Ok(Box::new(on_disk.chain(memory)))
-            }
-            _ => Ok(Box::new(memory)),
-        }
-    }
 }
 
 pub fn write_summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use super::escape::terminal;
-use super::model::{ConnectionReport, Report, Role, TimelineEntry};
+use super::model::{ConnectionReport, LazyReport, Report, Role, TimelineEntry};
 
 /// A pause at least this long between two events is shown as an idle stretch.
 pub const IDLE_SHOWN_S: f64 = 2.0;
@@ -99,4 +99,25 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         write_connection(c, out)?;
     }
     Ok(())
+}
+
+/// [`write`] for a report whose connections are built as they are printed, on up to `threads`
+/// threads: one at a time in memory, whatever their number.
+pub fn write_lazy(report: &LazyReport<'_>, threads: usize, out: &mut dyn Write) -> io::Result<()> {
+    if report.is_empty() {
+        writeln!(out, "No WebSocket connections found.")?;
+    }
+    let render = |c: &ConnectionReport| -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        write_connection(c, &mut v)?;
+        Ok(v)
+    };
+    let mut first = true;
+    report.render_in_order(threads, &render, &mut |v| {
+        if !first {
+            writeln!(out)?;
+        }
+        first = false;
+        out.write_all(&v)
+    })
 }
