@@ -189,7 +189,7 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 /// [`write`] for a report whose connections are built as they are printed (on up to `threads`
 /// threads), in flat memory ([`Sections`]): the same bytes (a test compares the two).
 pub fn write_lazy(report: &LazyReport<'_>, threads: usize, out: &mut dyn Write) -> io::Result<()> {
-    let sections = Sections::gather(report, threads, &table_row, &diagnosis_item)?;
+    let mut sections = Sections::gather(report, threads, &table_row, &diagnosis_item)?;
     let head = head(
         report.head(),
         sections.percentiles(),

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::super::diagnosis::Diagnosis;
 use super::escape::terminal;
 use super::model::{ConnectionReport, LazyReport, Report};
 use super::sections::Sections;
 use super::timeline;
+use crate::diagnosis::Diagnosis;
 
 /// Timelines printed at most (the connections with a diagnosis first).
 pub(super) const MAX_TIMELINES: usize = 20;
@@ -28,27 +28,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Connection duration percentiles: (p50, p90, p99, max).
 pub fn duration_percentiles(report: &Report) -> (f64, f64, f64, f64) {
-    percentiles_of(report.connections.iter().map(|c| c.duration_s).collect())
+    let mut d: Vec<f64> = report.connections.iter().map(|c| c.duration_s).collect();
+    percentiles_of(&mut d)
 }
 
-pub(super) fn percentiles_of(mut d: Vec<f64>) -> (f64, f64, f64, f64) {
+/// The percentiles of `d`, sorted in place.
+pub(super) fn percentiles_of(d: &mut [f64]) -> (f64, f64, f64, f64) {
     d.sort_by(f64::total_cmp);
     (
-        percentile(&d, 0.5),
-        percentile(&d, 0.9),
-        percentile(&d, 0.99),
+        percentile(d, 0.5),
+        percentile(d, 0.9),
+        percentile(d, 0.99),
         d.last().copied().unwrap_or(0.0),
     )
 }
 
 /// Diagnoses grouped by id: id → (fix, [(connection, summary, evidence)]).
-pub type Grouped<'a> = BTreeMap<
-    &'a str,
-    (
-        &'a str,
-        Vec<(&'a ConnectionReport, &'a super::super::diagnosis::Diagnosis)>,
-    ),
->;
+pub type Grouped<'a> = BTreeMap<&'a str, (&'a str, Vec<(&'a ConnectionReport, &'a Diagnosis)>)>;
 
 pub fn group_diagnoses(report: &Report) -> Grouped<'_> {
     let mut groups: Grouped<'_> = BTreeMap::new();
@@ -115,7 +111,7 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 /// threads), in flat memory ([`Sections`]). The same bytes as [`write`] (a test compares the
 /// two).
 pub fn write_lazy(report: &LazyReport<'_>, threads: usize, out: &mut dyn Write) -> io::Result<()> {
-    let sections = Sections::gather(report, threads, &table_row, &diagnosis_item)?;
+    let mut sections = Sections::gather(report, threads, &table_row, &diagnosis_item)?;
     write_head(report.head(), sections.gaps, sections.percentiles(), out)?;
     write_no_fault(sections.groups.is_empty(), out)?;
     for (id, group) in sections.groups {

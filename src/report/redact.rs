@@ -15,25 +15,12 @@ struct Pseudonyms {
     names: HashMap<(&'static str, String), String>,
 }
 
-impl Pseudonyms {
-    /// IPv4 addresses become 198.18.0.0/15 (the benchmarking range), IPv6 ones 2001:db8::/32
-    /// (documentation), numbered in order of appearance, so the report still parses.
-    fn ip(&mut self, ip: IpAddr) -> IpAddr {
-        let n = self.ips.len() as u32 + 1;
-        *self.ips.entry(ip).or_insert_with(|| match ip {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(0xc612_0000u32 | (n & 0x1_ffff))),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                0,
-                0,
-                0,
-                0,
-                (n >> 16) as u16,
-                n as u16,
-            )),
-        })
-    }
+/// Gives originals their pseudonyms: numbering new ones ([`Pseudonyms`], the first pass), or
+/// looking up learnt ones ([`Learnt`], read only, so that connections are redacted on several
+/// threads).
+trait Namer {
+    fn ip(&mut self, ip: IpAddr) -> IpAddr;
+    fn name(&mut self, kind: &'static str, value: &str) -> String;
 
     fn endpoint(&mut self, ep: &str) -> String {
         match ep.parse::<SocketAddr>() {
@@ -42,20 +29,11 @@ impl Pseudonyms {
         }
     }
 
-    fn name(&mut self, kind: &'static str, value: &str) -> String {
-        let n = self.names.len() + 1;
-        self.names
-            .entry((kind, value.to_owned()))
-            .or_insert_with(|| format!("{kind}-{n}"))
-            .clone()
-    }
-
     fn path(&mut self, path: &str) -> String {
         format!("/{}", self.name("path", path))
     }
 
-    /// Gives a pseudonym to every original in `c`'s own fields (the first of [`redact`]'s two
-    /// passes), and replaces them.
+    /// Replaces every original in `c`'s own fields.
     fn replace_fields(&mut self, c: &mut ConnectionReport) {
         c.client = self.endpoint(&c.client).into();
         c.server = self.endpoint(&c.server).into();
@@ -80,7 +58,60 @@ impl Pseudonyms {
             tls.sni = Some(self.name("sni", sni));
         }
     }
+}
 
+impl Namer for Pseudonyms {
+    /// IPv4 addresses become 198.18.0.0/15 (the benchmarking range), IPv6 ones 2001:db8::/32
+    /// (documentation), numbered in order of appearance, so the report still parses.
+    fn ip(&mut self, ip: IpAddr) -> IpAddr {
+        let n = self.ips.len() as u32 + 1;
+        *self.ips.entry(ip).or_insert_with(|| match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(0xc612_0000u32 | (n & 0x1_ffff))),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                (n >> 16) as u16,
+                n as u16,
+            )),
+        })
+    }
+
+    fn name(&mut self, kind: &'static str, value: &str) -> String {
+        let n = self.names.len() + 1;
+        self.names
+            .entry((kind, value.to_owned()))
+            .or_insert_with(|| format!("{kind}-{n}"))
+            .clone()
+    }
+}
+
+/// The pseudonyms of a first pass over the same connections: every original is in them, so the
+/// fallbacks are never used.
+struct Learnt<'a>(&'a Pseudonyms);
+
+impl Namer for Learnt<'_> {
+    fn ip(&mut self, ip: IpAddr) -> IpAddr {
+        let unknown = match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        self.0.ips.get(&ip).copied().unwrap_or(unknown)
+    }
+
+    fn name(&mut self, kind: &'static str, value: &str) -> String {
+        self.0
+            .names
+            .get(&(kind, value.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| format!("{kind}-redacted"))
+    }
+}
+
+impl Pseudonyms {
     /// Every original and its pseudonym, for free text.
     fn into_redaction(self) -> Redaction {
         let mut pairs: Vec<(String, String)> = self
@@ -144,52 +175,9 @@ impl Redaction {
         }
     }
 
-    /// `c` redacted, as [`redact`] would have: its originals were learnt (read only, so that
-    /// connections are redacted on several threads).
+    /// `c` redacted, as [`redact`] would have: its originals were learnt.
     pub fn connection(&self, c: &mut ConnectionReport) {
-        let p = &self.pseudonyms;
-        // Every original was learnt from these same connections: the fallbacks are never used.
-        let name = |kind: &'static str, value: &str| -> String {
-            p.names
-                .get(&(kind, value.to_owned()))
-                .cloned()
-                .unwrap_or_else(|| format!("{kind}-redacted"))
-        };
-        let endpoint = |ep: &str| -> String {
-            match ep.parse::<SocketAddr>() {
-                Ok(sa) => {
-                    let unknown = match sa.ip() {
-                        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                    };
-                    let ip = p.ips.get(&sa.ip()).copied().unwrap_or(unknown);
-                    SocketAddr::new(ip, sa.port()).to_string()
-                }
-                Err(_) => name("endpoint", ep),
-            }
-        };
-        c.client = endpoint(&c.client).into();
-        c.server = endpoint(&c.server).into();
-        if let Some(path) = &c.path {
-            c.path = Some(format!("/{}", name("path", path)).into());
-        }
-        let h = &mut c.handshake;
-        for (kind, field) in [
-            ("host", &mut h.host),
-            ("origin", &mut h.origin),
-            ("user-agent", &mut h.user_agent),
-        ] {
-            if let Some(v) = field {
-                *field = Some(name(kind, v).into());
-            }
-        }
-        c.host = c.handshake.host.clone();
-        c.handshake.key = c.handshake.key.as_ref().map(|_| "redacted".into());
-        if let Some(tls) = &mut c.tls
-            && let Some(sni) = &tls.sni
-        {
-            tls.sni = Some(name("sni", sni));
-        }
+        Learnt(&self.pseudonyms).replace_fields(c);
         self.free_text(c);
     }
 

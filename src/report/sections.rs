@@ -103,8 +103,8 @@ impl Sections {
     }
 
     /// Connection duration percentiles: (p50, p90, p99, max).
-    pub fn percentiles(&self) -> (f64, f64, f64, f64) {
-        percentiles_of(self.durations.clone())
+    pub fn percentiles(&mut self) -> (f64, f64, f64, f64) {
+        percentiles_of(&mut self.durations)
     }
 }
 
