@@ -185,3 +185,28 @@ fn write_csv<C: std::borrow::Borrow<ConnectionReport>>(
     }
     w.flush()
 }
+
+/// Tests: every bundled capture (`fixtures/`), analysed with `config`.
+#[cfg(test)]
+fn analysed_fixtures(
+    config: &crate::analyzer::Config,
+) -> Vec<(std::path::PathBuf, crate::analyzer::Analysis)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    let mut analysed = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .extension()
+            .is_some_and(|e| e == "pcap" || e == "pcapng")
+        {
+            continue;
+        }
+        let mut reader = crate::capture::MergedReader::open(std::slice::from_ref(&path)).unwrap();
+        let mut analyzer = crate::analyzer::Analyzer::new(config.clone());
+        while let Some(p) = reader.next_packet().unwrap() {
+            analyzer.ingest(&p);
+        }
+        analysed.push((path, analyzer.finish()));
+    }
+    analysed
+}

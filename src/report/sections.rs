@@ -161,8 +161,8 @@ impl<'a> PartsReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyzer::{Analyzer, Config};
-    use crate::capture::MergedReader;
+    use crate::analyzer::Config;
+    use crate::report::analysed_fixtures;
     use crate::report::model::{self, BuildOptions};
     use crate::report::time::TimeFormat;
     use crate::report::{Format, redact, write, write_lazy};
@@ -174,25 +174,12 @@ mod tests {
     /// the timelines shown (25 of 30), and filtered fewer, so that undiagnosed ones fill the rest.
     #[test]
     fn documents_printed_lazily_are_the_whole_reports() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
         let (mut diagnosed_past_the_cap, mut filled, mut compared) = (false, false, 0);
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if !path
-                .extension()
-                .is_some_and(|e| e == "pcap" || e == "pcapng")
-            {
-                continue;
-            }
-            let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
-            let mut analyzer = Analyzer::new(Config {
-                record_events: true,
-                ..Config::default()
-            });
-            while let Some(p) = reader.next_packet().unwrap() {
-                analyzer.ingest(&p);
-            }
-            let analysis = analyzer.finish();
+        let config = Config {
+            record_events: true,
+            ..Config::default()
+        };
+        for (path, analysis) in analysed_fixtures(&config) {
             let files = vec![path.display().to_string()];
             let opts = || BuildOptions {
                 files: &files,

@@ -325,8 +325,8 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyzer::{Analyzer, Config};
-    use crate::capture::MergedReader;
+    use crate::analyzer::Config;
+    use crate::report::analysed_fixtures;
     use crate::report::model::{self, BuildOptions};
     use crate::report::time::TimeFormat;
     use tabled::builder::Builder;
@@ -382,25 +382,12 @@ mod tests {
     /// is the bytes a whole tabled `Table` printed.
     #[test]
     fn streamed_tables_are_whole_tables() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
         let mut rows = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if !path
-                .extension()
-                .is_some_and(|e| e == "pcap" || e == "pcapng")
-            {
-                continue;
-            }
-            let mut reader = MergedReader::open(std::slice::from_ref(&path)).unwrap();
-            let mut analyzer = Analyzer::new(Config {
-                keep_non_websocket: true,
-                ..Config::default()
-            });
-            while let Some(p) = reader.next_packet().unwrap() {
-                analyzer.ingest(&p);
-            }
-            let analysis = analyzer.finish();
+        let config = Config {
+            keep_non_websocket: true,
+            ..Config::default()
+        };
+        for (path, analysis) in analysed_fixtures(&config) {
             for all in [false, true] {
                 let files = vec![path.display().to_string()];
                 let opts = BuildOptions {
