@@ -109,7 +109,9 @@ impl Sections {
 }
 
 /// A connection's part of a document, as [`Sections::gather`]'s renderers hand it on: numbers as
-/// 8 bytes and texts as their length (4 bytes) and bytes, all little-endian.
+/// 8 bytes and texts as their length (4 bytes) and bytes, all little-endian. Framed by hand, as
+/// the table's rows are: the parts are read back once, borrowed, in the order they were written,
+/// and a length before each text is all the format there is.
 #[derive(Default)]
 struct Parts(Vec<u8>);
 
