@@ -505,9 +505,9 @@ impl Analyzer {
     fn put_quiet_to_sleep(&mut self, now: Timestamp) {
         let quiet: Vec<FlowKey> = self
             .flows
-            .iter()
-            .filter(|(_, c)| c.can_sleep(now, SLEEP_AFTER_S))
-            .map(|(k, _)| k)
+            .values()
+            .filter(|c| c.can_sleep(now, SLEEP_AFTER_S))
+            .map(|c| flows::key_of(c))
             .collect();
         for key in quiet {
             let (Some(spill), Some(conn)) = (&mut self.spill, self.flows.get_mut(&key)) else {

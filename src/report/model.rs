@@ -829,7 +829,13 @@ impl LazyReport<'_> {
     /// its pseudonym, in the order [`super::redact::redact`] numbers them; then each connection
     /// is redacted as it is built, and the head now.
     pub fn redact(&mut self) -> io::Result<()> {
-        let redaction = Redaction::learn(self.connections())?;
+        // The originals are in the fields `ConnectionReport::build` fills: the first pass needs
+        // neither the diagnoses nor the timelines.
+        let bare = self.kept.iter().map(|&i| {
+            let conn = self.analysis.connection(self.shown[i as usize] as usize)?;
+            Ok(ConnectionReport::build(&conn, &self.time, false))
+        });
+        let redaction = Redaction::learn(bare)?;
         redaction.head(&mut self.head);
         self.redaction = Some(redaction);
         Ok(())
